@@ -1,0 +1,105 @@
+"""The typer app: thin commands, and the one place that maps errors to exit codes.
+
+Each command lives in ``envsetup/commands/<name>.py`` and registers itself on :data:`app`; the
+modules import only typer and the standard library at the top, so start-up stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from envsetup import __version__
+from envsetup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EnvsetupError
+
+app = typer.Typer(
+    name="envsetup",
+    help="From a fresh OS with an NVIDIA driver to PyTorch 2.x working on its GPU, proven.",
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"envsetup {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    if ctx.invoked_subcommand is None:
+        from envsetup.commands import journey
+
+        journey.run(ctx)
+
+
+def _register() -> None:
+    from envsetup import commands
+
+    for name in commands.COMMANDS:
+        __import__(f"envsetup.commands.{name}")
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"envsetup: {message}\n")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of the console script and of ``python -m envsetup``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or bool(os.environ.get("ENVSETUP_DEBUG"))
+    args = [a for a in args if a != "--debug"]
+    _register()
+    command = typer.main.get_command(app)
+    try:
+        rc = command.main(args, prog_name="envsetup", standalone_mode=False)
+    except EnvsetupError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _error(exc.message)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`envsetup doctor | head`): stop quietly.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        finally:
+            sys.exit(1)
+    except Exception as exc:
+        # Click's own usage errors (unknown option, bad value) carry an exit code and a message.
+        fmt = getattr(exc, "format_message", None)
+        if fmt is not None and isinstance(getattr(exc, "exit_code", None), int):
+            if type(exc).__name__ == "Abort":  # Ctrl-C or EOF at a prompt
+                _error("interrupted")
+                sys.exit(EXIT_INTERRUPTED)
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            _error(f"{fmt()}{where}")
+            sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+            _error(f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            _error(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(this is a bug in envsetup; rerun with --debug for the traceback)"
+            )
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(rc if isinstance(rc, int) else 0)

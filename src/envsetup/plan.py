@@ -1,0 +1,79 @@
+"""The Request a user makes and the Plan the resolver returns: the contract between
+``resolve`` (which builds a Plan) and ``install`` / ``verify`` (which carry it out and check it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from envsetup.profile import from_dict, to_dict
+
+PLAN_SCHEMA_VERSION = 1
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+
+
+@dataclass(frozen=True)
+class Request:
+    torch: Optional[str] = None  # a version spec: "2.4", "2.4.1", ">=2.3,<2.6"; None = newest
+    variant: str = "auto"  # auto | cpu | cu121 | rocm6.1 | default (the plain package-index build)
+    vision: bool = True
+    audio: bool = False
+    index_base: str = PYTORCH_INDEX  # mirrors keeping the PyTorch index layout override it
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str  # torch | torchvision | torchaudio
+    version: str  # public version, "2.4.1" (the index's local version is in Plan.local_version)
+
+    def __str__(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (torch version, variant) the resolver looked at, and its verdict."""
+
+    torch: str
+    variant: str
+    accepted: bool
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    torch: str  # "2.4.1"
+    variant: str  # "cu121" | "cpu" | "rocm6.1" | "default"
+    pins: tuple[Pin, ...]  # torch first, then torchvision / torchaudio
+    index_url: Optional[str]  # full index, e.g. https://download.pytorch.org/whl/cu121;
+    #                           None: the installer's default package index
+    platform: str  # linux_x86_64 | linux_aarch64 | windows_x86_64 | macos_arm64 | macos_x86_64
+    python: str  # "3.11"
+    local_version: Optional[str] = None  # what torch.__version__ will say, "2.4.1+cu121"
+    cuda: Optional[str] = None  # torch.version.cuda of the build, "12.1"; None for CPU/ROCm/MPS
+    rocm: Optional[str] = None
+    cudnn: Optional[str] = None
+    arch: tuple[str, ...] = ()  # compute capabilities the build has kernels for
+    why: tuple[str, ...] = ()  # the reasons for this pick, in words
+    candidates: tuple[Candidate, ...] = ()
+    warnings: tuple[str, ...] = ()
+    schema_version: int = PLAN_SCHEMA_VERSION
+
+    def requirements(self) -> list[str]:
+        return [str(p) for p in self.pins]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = to_dict(self)
+        d["requirements"] = self.requirements()
+        return d
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Plan:
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k != "requirements"}
+        return from_dict(cls, data)
