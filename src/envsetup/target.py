@@ -1,0 +1,72 @@
+"""The target interpreter: the Python that torch is (or will be) installed into.
+
+envsetup never imports torch (or anything of the target's) in its own process: it runs a small
+self-contained script in the target, which prints one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from envsetup import proc
+from envsetup.errors import EnvsetupError, UsageError
+
+
+def resolve_python(path: Optional[str]) -> str:
+    """The target interpreter's path: ``path`` (a file, or a venv directory), else our own."""
+    if path is None:
+        return sys.executable
+    p = Path(path).expanduser()
+    if p.is_dir():
+        for cand in (p / "bin" / "python", p / "Scripts" / "python.exe", p / "python.exe"):
+            if cand.is_file():
+                return str(cand)
+        raise UsageError(
+            f"--python {path}: a directory with no bin/python in it; "
+            "give the path of a Python interpreter or of a virtual environment"
+        )
+    if not p.exists():
+        found = shutil.which(path) if os.sep not in path else None
+        if found:
+            return found
+        raise UsageError(f"--python {path}: no such file; give the path of a Python interpreter")
+    if not os.access(p, os.X_OK):
+        raise UsageError(f"--python {path}: not executable; give the path of a Python interpreter")
+    return str(p.absolute())  # keep a venv's symlinked python: resolving it leaves the venv
+
+
+def run_script(
+    python: str,
+    script: str,
+    args: tuple[str, ...] = (),
+    *,
+    timeout: float = 60.0,
+    env: Optional[dict[str, str]] = None,
+    isolated: bool = True,
+) -> Any:
+    """Run ``script`` (Python source) in the target and return the JSON it printed last.
+
+    ``isolated`` runs with ``-I`` (no user site, no PYTHONPATH, no cwd on sys.path) so the
+    target's own sys.path is what is seen. Raises EnvsetupError when the script cannot run.
+    """
+    argv = [python, *(["-I"] if isolated else []), "-c", script, *args]
+    res = proc.run(argv, timeout=timeout, env=env if env is not None else proc.clean_env())
+    if res.error:
+        raise EnvsetupError(f"could not run {python}: {res.error}", code="target-failed")
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    if res.returncode != 0 or not lines:
+        tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EnvsetupError(
+            f"{python} failed (exit {res.returncode}): {tail}", code="target-failed"
+        )
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        raise EnvsetupError(
+            f"{python} printed something that is not JSON: {lines[-1][:200]}", code="target-failed"
+        ) from None
