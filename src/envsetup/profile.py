@@ -94,7 +94,9 @@ class Nvidia:
     cuda_driver_version: Optional[str] = None  # the CUDA version the driver supports, "12.8"
     kernel_module: Optional[str] = None  # "open" | "proprietary"
     gpus: tuple[Gpu, ...] = ()
-    source: Optional[str] = None  # where the driver version came from: nvml | proc | sysfs | nvidia-smi
+    source: Optional[str] = (
+        None  # where the driver version came from: nvml | proc | sysfs | nvidia-smi
+    )
     nvml_error: Optional[NvmlError] = None
     nvml_library: Optional[str] = None  # the libnvidia-ml path that was loaded, when known
     pci_devices: int = 0  # NVIDIA display/3D controllers on the PCI bus (sysfs), driver or not
@@ -135,6 +137,7 @@ class LibraryShadow:
 class Cuda:
     toolkits: tuple[Toolkit, ...] = ()
     nvcc: Optional[str] = None  # nvcc found on PATH
+    nvcc_version: Optional[str] = None  # what that nvcc says, "13.0.88"
     cuda_home: Optional[str] = None  # CUDA_HOME or CUDA_PATH as set
     cudnn: tuple[Cudnn, ...] = ()
     ld_library_path: tuple[LibraryShadow, ...] = ()
@@ -294,7 +297,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             # A hand-written profile may say "python": {"version": 3.11}: a string was meant,
             # but a float loses the difference between 3.1 and 3.10, so refuse it.
-            raise ValueError(f"{path}: expected a string (quote it: \"{value}\")")
+            raise ValueError(f'{path}: expected a string (quote it: "{value}")')
         if not isinstance(value, str):
             raise ValueError(f"{path}: expected a string")
         return value

@@ -1,0 +1,247 @@
+"""The GPU hardware boundary: the one place envsetup touches NVML, nvidia-smi, lspci-style
+sysfs entries and the NVIDIA /proc files.
+
+Everything else in detection is real. Without a GPU (tests, CI, bug reports) this boundary is
+replayed from a recording of a real machine: :class:`Replay`, chosen by setting the environment
+variable ``ENVSETUP_HW_REPLAY`` to a recording's path. A recording is JSON::
+
+    {"files":    {"/proc/driver/nvidia/version": "NVRM version: …", …},
+     "commands": {"nvidia-smi": {"returncode": 0, "stdout": "…"}, …},
+     "nvml":     {"error": "DriverNotLoaded"}
+              or {"driver_version": "570.124.06", "cuda_driver_version": 12080,
+                  "devices": [{"name": …, "uuid": …, "pci_bus_id": …, "cc": [8, 0],
+                               "memory_total": bytes, "mig": [0, 0] | null,
+                               "persistence": 1 | null}],
+                  "missing_functions": ["nvmlDeviceGetCudaComputeCapability"]}}
+
+The replayed NVML raises the real ``pynvml`` exception classes, so the probe's error handling
+is the code that runs against a real driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Optional, Protocol
+
+from envsetup import proc
+
+WSL_LIB = "/usr/lib/wsl/lib"
+
+
+class Hardware(Protocol):
+    def nvml(self) -> Any:
+        """The pynvml module (or one with its API); importing it never initialises NVML."""
+
+    def read_text(self, path: str) -> Optional[str]: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+    def run(self, argv: list[str], timeout: float = 10.0) -> proc.Result: ...
+
+    def loaded_nvml_path(self) -> Optional[str]:
+        """The libnvidia-ml file this process loaded, when it can be told."""
+
+
+class Real:
+    """The machine itself."""
+
+    def nvml(self) -> Any:
+        import pynvml
+
+        if (
+            sys.platform.startswith("linux")
+            and pynvml.nvmlLib is None
+            and os.path.exists(f"{WSL_LIB}/libnvidia-ml.so.1")
+        ):
+            # WSL: the driver's NVML lives here; a stale Linux libnvidia-ml elsewhere on the
+            # loader path would otherwise win (and fail to talk to the Windows driver).
+            from ctypes import CDLL
+
+            try:
+                pynvml.nvmlLib = CDLL(f"{WSL_LIB}/libnvidia-ml.so.1")
+            except OSError:
+                pass
+        return pynvml
+
+    def read_text(self, path: str) -> Optional[str]:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(path))
+        except OSError:
+            return []
+
+    def run(self, argv: list[str], timeout: float = 10.0) -> proc.Result:
+        return proc.run(argv, timeout=timeout)
+
+    def loaded_nvml_path(self) -> Optional[str]:
+        maps = self.read_text("/proc/self/maps")
+        if not maps:
+            return None
+        for line in maps.splitlines():
+            if "libnvidia-ml.so" in line:
+                return line.split()[-1]
+        return None
+
+
+class _FakeNvml:
+    """NVML's Python API, answering from a recording, raising pynvml's own errors."""
+
+    def __init__(self, rec: Mapping[str, Any]):
+        import pynvml
+
+        self._p = pynvml
+        self._rec = rec
+        self._missing = set(rec.get("missing_functions", ()))
+        self._inited = False
+        # The real module's error classes and constants, for the probe's except clauses.
+        self.NVMLError = pynvml.NVMLError
+        for name in dir(pynvml):
+            if name.startswith(("NVMLError_", "NVML_ERROR_")):
+                setattr(self, name, getattr(pynvml, name))
+
+    def _check(self, fn: str) -> None:
+        if fn in self._missing:
+            raise self._p.NVMLError(self._p.NVML_ERROR_FUNCTION_NOT_FOUND)
+        if not self._inited and fn != "nvmlInit":
+            raise self._p.NVMLError(self._p.NVML_ERROR_UNINITIALIZED)
+
+    def nvmlInit(self) -> None:
+        err = self._rec.get("error")
+        if err:
+            code = getattr(self._p, err, None)
+            if not isinstance(code, int):  # "DriverNotLoaded" → NVMLError_DriverNotLoaded
+                cls = getattr(self._p, f"NVMLError_{err}")
+                raise cls()
+            raise self._p.NVMLError(code)
+        self._inited = True
+
+    def nvmlShutdown(self) -> None:
+        self._inited = False
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        self._check("nvmlSystemGetDriverVersion")
+        return str(self._rec["driver_version"])
+
+    def nvmlSystemGetCudaDriverVersion_v2(self) -> int:
+        self._check("nvmlSystemGetCudaDriverVersion_v2")
+        return int(self._rec["cuda_driver_version"])
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        self._check("nvmlSystemGetCudaDriverVersion")
+        return int(self._rec["cuda_driver_version"])
+
+    def nvmlDeviceGetCount(self) -> int:
+        self._check("nvmlDeviceGetCount")
+        return len(self._rec.get("devices", ()))
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> Mapping[str, Any]:
+        self._check("nvmlDeviceGetHandleByIndex")
+        dev: Mapping[str, Any] = self._rec["devices"][i]
+        return dev
+
+    def nvmlDeviceGetName(self, h: Mapping[str, Any]) -> str:
+        self._check("nvmlDeviceGetName")
+        return str(h["name"])
+
+    def nvmlDeviceGetUUID(self, h: Mapping[str, Any]) -> str:
+        self._check("nvmlDeviceGetUUID")
+        return str(h["uuid"])
+
+    def nvmlDeviceGetPciInfo(self, h: Mapping[str, Any]) -> Any:
+        self._check("nvmlDeviceGetPciInfo")
+        return SimpleNamespace(busId=h["pci_bus_id"])
+
+    def nvmlDeviceGetCudaComputeCapability(self, h: Mapping[str, Any]) -> tuple[int, int]:
+        self._check("nvmlDeviceGetCudaComputeCapability")
+        major, minor = h["cc"]
+        return int(major), int(minor)
+
+    def nvmlDeviceGetMemoryInfo(self, h: Mapping[str, Any]) -> Any:
+        self._check("nvmlDeviceGetMemoryInfo")
+        return SimpleNamespace(total=h["memory_total"])
+
+    def nvmlDeviceGetMigMode(self, h: Mapping[str, Any]) -> tuple[int, int]:
+        self._check("nvmlDeviceGetMigMode")
+        if h.get("mig") is None:
+            raise self._p.NVMLError(self._p.NVML_ERROR_NOT_SUPPORTED)
+        cur, pending = h["mig"]
+        return int(cur), int(pending)
+
+    def nvmlDeviceGetPersistenceMode(self, h: Mapping[str, Any]) -> int:
+        self._check("nvmlDeviceGetPersistenceMode")
+        if h.get("persistence") is None:
+            raise self._p.NVMLError(self._p.NVML_ERROR_NOT_SUPPORTED)
+        return int(h["persistence"])
+
+
+class Replay:
+    """A recorded machine: files, command outputs and NVML answers from a JSON recording."""
+
+    def __init__(self, recording: Mapping[str, Any]):
+        self.rec = recording
+        self.files: dict[str, str] = dict(recording.get("files", {}))
+        self.commands: dict[str, Any] = dict(recording.get("commands", {}))
+
+    @classmethod
+    def load(cls, path: str) -> Replay:
+        with open(path, encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+        base = Path(path).parent
+        # A file's text may live beside the recording: {"@file": "proc-version-open.txt"}.
+        for key, value in list(data.get("files", {}).items()):
+            if isinstance(value, dict) and "@file" in value:
+                data["files"][key] = (base / value["@file"]).read_text(encoding="utf-8")
+        for value in data.get("commands", {}).values():
+            if isinstance(value, dict) and "@stdout" in value:
+                value["stdout"] = (base / value.pop("@stdout")).read_text(encoding="utf-8")
+        return cls(data)
+
+    def nvml(self) -> Any:
+        nvml = self.rec.get("nvml")
+        if nvml is None:
+            nvml = {"error": "NVML_ERROR_LIBRARY_NOT_FOUND"}
+        return _FakeNvml(nvml)
+
+    def read_text(self, path: str) -> Optional[str]:
+        return self.files.get(path)
+
+    def listdir(self, path: str) -> list[str]:
+        prefix = path.rstrip("/") + "/"
+        names = {p[len(prefix) :].split("/", 1)[0] for p in self.files if p.startswith(prefix)}
+        return sorted(names)
+
+    def run(self, argv: list[str], timeout: float = 10.0) -> proc.Result:
+        key = " ".join([posixpath.basename(argv[0]), *argv[1:]])
+        entry = self.commands.get(key)
+        if entry is None:
+            return proc.Result(tuple(argv), -1, "", "", 0.0, f"{argv[0]}: not found")
+        return proc.Result(
+            tuple(argv),
+            int(entry.get("returncode", 0)),
+            str(entry.get("stdout", "")),
+            str(entry.get("stderr", "")),
+            0.0,
+        )
+
+    def loaded_nvml_path(self) -> Optional[str]:
+        value = self.rec.get("nvml_library")
+        return str(value) if value else None
+
+
+def default() -> Hardware:
+    replay = os.environ.get("ENVSETUP_HW_REPLAY")
+    if replay:
+        return Replay.load(replay)
+    return Real()

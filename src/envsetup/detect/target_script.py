@@ -1,0 +1,167 @@
+"""Runs INSIDE the target interpreter (any Python >= 3.8), never imported by envsetup.
+
+Prints one JSON document: the interpreter's facts and the torch-related distributions on its
+sys.path, read from metadata files. It does not import torch. With the argument ``--deep`` it
+also imports torch and asks it what it sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import sysconfig
+
+INTERESTING = re.compile(
+    r"^(torch|torchvision|torchaudio|triton|pytorch-triton(-rocm|-xpu)?|nvidia-.*|pip|numpy)$"
+)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _requires_torch(metadata: str) -> str | None:
+    for line in metadata.splitlines():
+        if line.startswith("Requires-Dist:"):
+            req = line[len("Requires-Dist:") :].strip()
+            m = re.match(r"torch\b\s*\(?\s*([^;)]*)", req)
+            if m and not req.startswith(("torchvision", "torchaudio")):
+                return m.group(1).strip() or "any"
+    return None
+
+
+def distributions(paths: list[str]) -> tuple[list[dict[str, object]], list[str]]:
+    found = []
+    torch_dirs = []
+    for entry in paths:
+        if not os.path.isdir(entry):
+            continue
+        try:
+            names = os.listdir(entry)
+        except OSError:
+            continue
+        if os.path.isfile(os.path.join(entry, "torch", "__init__.py")):
+            torch_dirs.append(entry)
+        for name in names:
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            stem = name.rsplit(".", 1)[0]
+            dist, _, version = stem.partition("-")
+            if not INTERESTING.match(_norm(dist)):
+                continue
+            path = os.path.join(entry, name)
+            meta = _read(os.path.join(path, "METADATA")) or _read(os.path.join(path, "PKG-INFO"))
+            m = re.search(r"^Version:\s*(\S+)", meta, re.M)
+            n = re.search(r"^Name:\s*(\S+)", meta, re.M)
+            found.append(
+                {
+                    "name": _norm(n.group(1) if n else dist),
+                    "version": m.group(1) if m else version,
+                    "location": entry,
+                    "installer": _read(os.path.join(path, "INSTALLER")).strip() or None,
+                    "requires_torch": _requires_torch(meta),
+                }
+            )
+    return found, torch_dirs
+
+
+def torch_version_file(entry: str) -> dict[str, object]:
+    text = _read(os.path.join(entry, "torch", "version.py"))
+    out: dict[str, object] = {}
+    for key in ("__version__", "cuda", "hip", "git_version"):
+        m = re.search(rf"^{key}\s*(?::\s*[^=]+)?=\s*(.+)$", text, re.M)
+        if m:
+            value = m.group(1).strip()
+            if value[:1] in "'\"":
+                out[key] = value.strip("'\"")
+            elif value == "None":
+                out[key] = None
+    return out
+
+
+def deep() -> dict[str, object]:
+    out: dict[str, object] = {"imported": False}
+    try:
+        import torch
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    out["imported"] = True
+    out["version"] = str(torch.__version__)
+    try:
+        out["cuda_available"] = bool(torch.cuda.is_available())
+        out["device_count"] = int(torch.cuda.device_count())
+        out["arch_list"] = list(torch.cuda.get_arch_list()) if out["cuda_available"] else []
+    except Exception as exc:
+        out["error"] = f"torch.cuda: {type(exc).__name__}: {exc}"
+    try:
+        v = torch.backends.cudnn.version()
+        out["cudnn_version"] = int(v) if v is not None else None
+    except Exception:
+        out["cudnn_version"] = None
+    try:
+        out["mps_available"] = bool(torch.backends.mps.is_available())
+    except Exception:
+        out["mps_available"] = None
+    return out
+
+
+def main() -> None:
+    # `python -c` puts the working directory first on sys.path: never let it shadow the target.
+    sys.path[:] = [p for p in sys.path if p and p != os.getcwd()]
+    paths = list(sys.path)
+    base_prefix = getattr(sys, "base_prefix", sys.prefix)
+    in_venv = sys.prefix != base_prefix
+    conda = os.path.isdir(os.path.join(sys.prefix, "conda-meta"))
+    stdlib = sysconfig.get_paths().get("stdlib", "")
+    managed = os.path.isfile(os.path.join(stdlib, "EXTERNALLY-MANAGED")) and not in_venv
+    try:
+        import site
+
+        user_site = bool(site.ENABLE_USER_SITE)
+    except Exception:
+        user_site = False
+    dists, torch_dirs = distributions(paths)
+    torch_info: dict[str, object] = {}
+    if torch_dirs:
+        torch_info = torch_version_file(torch_dirs[0])
+        torch_info["location"] = torch_dirs[0]
+    conda_torch = conda and any(
+        n.startswith("pytorch-") and n.endswith(".json")
+        for n in os.listdir(os.path.join(sys.prefix, "conda-meta"))
+    )
+    out = {
+        "python": {
+            "executable": sys.executable,
+            "version": "%d.%d.%d" % sys.version_info[:3],
+            "implementation": sys.implementation.name,
+            "bits": 64 if sys.maxsize > 2**32 else 32,
+            "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+            "prefix": sys.prefix,
+            "virtualenv": sys.prefix if in_venv else None,
+            "conda_env": sys.prefix if conda else None,
+            "externally_managed": managed,
+            "user_site_enabled": user_site,
+        },
+        "distributions": dists,
+        "torch_dirs": torch_dirs,
+        "torch": torch_info,
+        "conda_torch": conda_torch,
+    }
+    if "--deep" in sys.argv:
+        out["deep"] = deep()
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Rendering the doctor report: rich for a person, markdown for a bug report, JSON for programs.
+
+All three are built from the same rows (:func:`summary_rows`), so they say the same things.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import IO, Any, Optional
+
+from envsetup.findings import Finding
+from envsetup.profile import Profile, to_dict
+
+SEVERITY_MARK = {"error": "✖", "warning": "!", "info": "i"}
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _join(*parts: Optional[str]) -> str:
+    return " · ".join(p for p in parts if p)
+
+
+def _unknown(section: Any) -> list[str]:
+    return [f"unknown {k}: {v}" for k, v in sorted(getattr(section, "unknown", {}).items())]
+
+
+def summary_rows(p: Profile) -> list[tuple[str, list[str]]]:
+    s, py, cpu, nv, cu, t, tc, o = (
+        p.system, p.python, p.cpu, p.nvidia, p.cuda, p.torch, p.toolchain, p.other,
+    )  # fmt: skip
+    rows: list[tuple[str, list[str]]] = []
+
+    os_name = s.distro_name or (s.macos_version and f"macOS {s.macos_version}") or s.os
+    rows.append(("System", [_join(
+        os_name, f"{s.os} {s.arch}", s.release and f"kernel {s.release}",
+        s.libc and f"{s.libc} {s.libc_version or ''}".strip(),
+        s.wsl and s.wsl.upper(), s.container and f"container: {s.container}",
+        s.windows_build and f"Windows build {s.windows_build}",
+    ), *_unknown(s)]))  # fmt: skip
+
+    env = (
+        f"venv {py.virtualenv}" if py.virtualenv
+        else f"conda env {py.conda_env}" if py.conda_env
+        else "system interpreter" + (" (externally managed, PEP 668)" if py.externally_managed else "")
+    )  # fmt: skip
+    rows.append(("Python", [
+        _join(f"{py.version} ({py.implementation}{', free-threaded' if py.free_threaded else ''}"
+              f"{', 32-bit' if py.bits == 32 else ''})", py.executable),
+        _join(env, f"pip {py.pip_version or '—'}", f"uv {py.uv_version or '—'}",
+              f"conda {py.conda_version or '—'}" if py.conda_path else None),
+        *_unknown(py),
+    ]))  # fmt: skip
+
+    cores = f"{cpu.physical_cores or '?'} cores / {cpu.logical_cores or '?'} threads"
+    rows.append(("CPU", [_join(cpu.brand, cores, " ".join(cpu.flags) or None), *_unknown(cpu)]))
+
+    nv_lines = []
+    if nv.driver_version:
+        module = f"{nv.kernel_module} kernel module" if nv.kernel_module else None
+        nv_lines.append(_join(
+            f"driver {nv.driver_version}", module,
+            nv.cuda_driver_version and f"supports CUDA ≤ {nv.cuda_driver_version}",
+            nv.source and f"via {nv.source}",
+        ))  # fmt: skip
+    elif nv.nvml_error:
+        nv_lines.append(f"no driver answered: NVML {nv.nvml_error.kind} ({nv.nvml_error.message})")
+    else:
+        nv_lines.append("no NVIDIA driver")
+    if nv.pci_devices and not nv.gpus:
+        nv_lines.append(f"{nv.pci_devices} NVIDIA GPU(s) on the PCI bus")
+    for g in nv.gpus:
+        mem = f"{g.memory_total_mib} MiB" if g.memory_total_mib else None
+        cc = (
+            f"sm_{g.compute_capability.replace('.', '')} (cc {g.compute_capability})"
+            if g.compute_capability
+            else "cc unknown"
+        )
+        flags = [
+            f for f, on in (("MIG on", g.mig_mode), ("persistence on", g.persistence_mode)) if on
+        ]
+        nv_lines.append(_join(
+            f"GPU {g.index}: {g.name or '?'}", cc, mem, *flags,
+            None if g.visible else "hidden by CUDA_VISIBLE_DEVICES",
+        ))  # fmt: skip
+    if nv.cuda_visible_devices is not None:
+        nv_lines.append(f"CUDA_VISIBLE_DEVICES={nv.cuda_visible_devices!r}")
+    rows.append(("NVIDIA", nv_lines + [ln for ln in _unknown(nv) if "driver_version" not in ln]))
+
+    if o.amd_gpus or o.rocm_version or o.mps:
+        rows.append(("Other GPUs", [_join(
+            o.amd_gpus and f"{o.amd_gpus} AMD GPU(s)", o.rocm_version and f"ROCm {o.rocm_version}",
+            o.kfd and "/dev/kfd", o.mps and "Apple MPS",
+        )]))  # fmt: skip
+
+    cuda_lines = [_join(f"toolkit {k.version or '?'} at {k.path}", k.source) for k in cu.toolkits]
+    if cu.nvcc:
+        cuda_lines.append(_join(f"nvcc {cu.nvcc_version or '?'}", cu.nvcc))
+    for c in cu.cudnn:
+        cuda_lines.append(_join(f"cuDNN {c.version or '?'}", c.source, c.path))
+    for sh in cu.ld_library_path:
+        cuda_lines.append(f"LD_LIBRARY_PATH {sh.directory}: {' '.join(sh.libraries)}")
+    if cu.wsl_lib is not None:
+        cuda_lines.append(f"/usr/lib/wsl/lib libcuda: {'yes' if cu.wsl_lib else 'missing'}")
+    rows.append(
+        (
+            "CUDA",
+            (cuda_lines or ["no CUDA toolkit (not needed: torch wheels bundle CUDA)"])
+            + _unknown(cu),
+        )
+    )
+
+    if t.version:
+        build = (
+            f"CUDA {t.cuda} build" if t.cuda else f"ROCm {t.hip} build" if t.hip else "CPU build"
+        )
+        t_lines = [
+            _join(f"torch {t.version}", build, t.origin and f"installed by {t.origin}", t.location)
+        ]
+        others = [
+            f"{pk.name} {pk.version}"
+            for pk in t.packages
+            if pk.name != "torch" and not pk.name.startswith("nvidia-")
+        ]
+        if others:
+            t_lines.append(", ".join(others))
+        nv_pk = [
+            f"{pk.name} {pk.version}" for pk in t.packages if pk.name.startswith("nvidia-cudnn")
+        ]
+        if nv_pk:
+            t_lines.append(", ".join(nv_pk))
+        if t.duplicates:
+            t_lines.append("more than one copy: " + ", ".join(t.duplicates))
+        if t.deep:
+            d = t.deep
+            if d.imported:
+                t_lines.append(_join(
+                    f"import torch: ok ({d.version})",
+                    d.cuda_available is not None and f"cuda available: {d.cuda_available}",
+                    d.device_count and f"{d.device_count} device(s)",
+                    d.arch_list and "arch " + " ".join(d.arch_list),
+                    d.cudnn_version and f"cuDNN {d.cudnn_version}",
+                    d.mps_available and "MPS available",
+                ))  # fmt: skip
+            else:
+                t_lines.append(f"import torch failed: {d.error}")
+    else:
+        t_lines = ["not installed"]
+    rows.append(("torch", t_lines))
+
+    rows.append(("Toolchain", [
+        f"C: {tc.cc.version} ({tc.cc.path})" if tc.cc else f"C: none ({tc.unknown.get('cc', '')})",
+        f"C++: {tc.cxx.version} ({tc.cxx.path})" if tc.cxx else f"C++: none ({tc.unknown.get('cxx', '')})",
+    ]))  # fmt: skip
+    return rows
+
+
+def verdict(findings: list[Finding]) -> str:
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    if errors:
+        return f"{errors} error(s), {warnings} warning(s)"
+    if warnings:
+        return f"no errors, {warnings} warning(s)"
+    return "no problems found"
+
+
+def to_json(profile: Profile, findings: list[Finding]) -> str:
+    return json.dumps({"profile": profile.to_dict(), "findings": to_dict(findings)}, indent=2)
+
+
+def to_markdown(profile: Profile, findings: list[Finding]) -> str:
+    lines = [f"### envsetup doctor ({profile.envsetup_version}): {verdict(findings)}", ""]
+    lines += ["| | |", "|---|---|"]
+    for name, rows in summary_rows(profile):
+        cell = "<br>".join(r.replace("|", "\\|") for r in rows if r)
+        lines.append(f"| **{name}** | {cell} |")
+    lines.append("")
+    if findings:
+        lines.append("#### Findings")
+        for f in findings:
+            lines.append(f"- **{f.severity}** `{f.code}`: {f.message}")
+            if f.fix:
+                lines.append(f"  - fix: `{f.fix}`")
+    return "\n".join(lines) + "\n"
+
+
+def print_report(profile: Profile, findings: list[Finding], file: IO[str] = sys.stdout) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(file=file, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for name, rows in summary_rows(profile):
+        grid.add_row(name, escape("\n".join(r for r in rows if r)))
+    console.print(grid)
+    console.print()
+    if findings:
+        console.print("[bold]Findings[/bold]")
+        for f in findings:
+            style = SEVERITY_STYLE[f.severity]
+            console.print(
+                f"[{style}]{SEVERITY_MARK[f.severity]} {f.severity}[/{style}] "
+                f"[dim]{f.code}[/dim]  {escape(f.message)}"
+            )
+            if f.fix:
+                console.print(f"    [bold]fix:[/bold] {escape(f.fix)}")
+        console.print()
+    style = "bold red" if any(f.severity == "error" for f in findings) else "bold green"
+    console.print(f"[{style}]{verdict(findings)}[/{style}]")
