@@ -90,7 +90,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             ctx = getattr(exc, "ctx", None)
             where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             _error(f"{fmt()}{where}")
-            sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+            code = getattr(exc, "exit_code", EXIT_USAGE)
+            sys.exit(code if code else EXIT_USAGE)
         if debug:
             import traceback
 
@@ -102,4 +103,6 @@ def main(argv: Optional[list[str]] = None) -> None:
                 "(this is a bug in envsetup; rerun with --debug for the traceback)"
             )
         sys.exit(EXIT_INTERNAL)
+    if rc == EXIT_INTERRUPTED:  # typer turns Ctrl-C into a quiet exit 130
+        _error("interrupted")
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -215,7 +215,8 @@ class Profile:
     toolchain: Toolchain = field(default_factory=Toolchain)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+        d: dict[str, Any] = to_dict(self)
+        return d
 
     def to_json(self, indent: Optional[int] = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import IO, Any, Optional
+from typing import IO, Any
 
 from envsetup.findings import Finding
 from envsetup.profile import Profile, to_dict
@@ -17,8 +17,9 @@ SEVERITY_MARK = {"error": "✖", "warning": "!", "info": "i"}
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _join(*parts: Optional[str]) -> str:
-    return " · ".join(p for p in parts if p)
+def _join(*parts: object) -> str:
+    """The parts that say something (not None, False, 0 or empty), joined."""
+    return " · ".join(str(p) for p in parts if p)
 
 
 def _unknown(section: Any) -> list[str]:

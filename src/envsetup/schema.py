@@ -25,7 +25,7 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         inner = [a for a in args if a is not type(None)]
         return {"anyOf": [_schema(inner[0], defs), {"type": "null"}]}
     if dataclasses.is_dataclass(tp):
-        name = tp.__name__
+        name: str = getattr(tp, "__name__")  # noqa: B009
         if name not in defs:
             defs[name] = {}  # reserve: recursion guard
             hints = typing.get_type_hints(tp)
@@ -80,6 +80,7 @@ def doctor_schema() -> dict[str, Any]:
     }
     shipped = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     defs = shipped.pop("$defs")
+    shipped.pop("$id", None)  # nested: its $refs resolve against this document
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",

@@ -20,6 +20,7 @@ is the code that runs against a real driver.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -63,10 +64,8 @@ class Real:
             # loader path would otherwise win (and fail to talk to the Windows driver).
             from ctypes import CDLL
 
-            try:
+            with contextlib.suppress(OSError):
                 pynvml.nvmlLib = CDLL(f"{WSL_LIB}/libnvidia-ml.so.1")
-            except OSError:
-                pass
         return pynvml
 
     def read_text(self, path: str) -> Optional[str]:
@@ -119,12 +118,13 @@ class _FakeNvml:
 
     def nvmlInit(self) -> None:
         err = self._rec.get("error")
-        if err:
-            code = getattr(self._p, err, None)
-            if not isinstance(code, int):  # "DriverNotLoaded" → NVMLError_DriverNotLoaded
-                cls = getattr(self._p, f"NVMLError_{err}")
-                raise cls()
-            raise self._p.NVMLError(code)
+        if err is not None:
+            # An NVML return code (9), its constant's name ("NVML_ERROR_DRIVER_NOT_LOADED"),
+            # or the exception's name ("DriverNotLoaded").
+            code = err if isinstance(err, int) else getattr(self._p, str(err), None)
+            if isinstance(code, int):
+                raise self._p.NVMLError(code)
+            raise getattr(self._p, f"NVMLError_{err}")()
         self._inited = True
 
     def nvmlShutdown(self) -> None:

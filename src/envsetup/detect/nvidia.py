@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from envsetup.detect.hw import Hardware
 from envsetup.profile import Gpu, Nvidia, NvmlError, OtherAccelerators
@@ -45,15 +47,38 @@ def parse_proc_driver_version(text: str) -> tuple[Optional[str], Optional[str]]:
     return None, None
 
 
-def parse_smi_table(text: str) -> dict[str, Optional[str]]:
-    """The header of plain ``nvidia-smi`` output: driver and CUDA versions."""
+_SMI_GPU_ROW = re.compile(
+    r"^\|\s+(\d+)\s+(.+?)\s+(On|Off)\s+\|\s+([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d)"
+)
+_SMI_MEMORY = re.compile(r"(\d+)MiB\s*/\s*(\d+)MiB")
+
+
+def parse_smi_table(text: str) -> dict[str, Any]:
+    """Plain ``nvidia-smi`` output: driver and CUDA versions, and a row per GPU."""
     drv = re.search(r"Driver Version:\s*([\d.]+)", text)
     cuda = re.search(r"CUDA Version:\s*([\d.]+)", text)
     smi = re.search(r"NVIDIA-SMI\s+([\d.]+)", text)
+    gpus: list[Gpu] = []
+    lines = text.splitlines()
+    for n, line in enumerate(lines):
+        m = _SMI_GPU_ROW.match(line)
+        if not m:
+            continue
+        mem = _SMI_MEMORY.search(lines[n + 1]) if n + 1 < len(lines) else None
+        gpus.append(
+            Gpu(
+                index=int(m.group(1)),
+                name=m.group(2).strip(),
+                pci_bus_id=m.group(4),
+                memory_total_mib=int(mem.group(2)) if mem else None,
+                persistence_mode=m.group(3) == "On",
+            )
+        )
     return {
         "driver_version": drv.group(1) if drv else None,
         "cuda_driver_version": cuda.group(1) if cuda else None,
         "smi_version": smi.group(1) if smi else None,
+        "gpus": gpus,
     }
 
 
@@ -81,7 +106,10 @@ def parse_smi_query(text: str, fields: str = SMI_QUERY) -> list[dict[str, str]]:
     for row in csv.reader(io.StringIO(text)):
         if len(row) != len(names):
             continue
-        rows.append({n: v.strip() for n, v in zip(names, row)})
+        values = [v.strip() for v in row]
+        if values[0].split(" [")[0] == names[0]:  # the header line of --format=csv
+            continue
+        rows.append(dict(zip(names, values)))
     return rows
 
 
@@ -117,10 +145,7 @@ def visible_gpus(value: Optional[str], gpus: list[Gpu]) -> list[Gpu]:
         if len(match) != 1:
             break
         keep.add(match[0].index)
-    return [
-        Gpu(**{**g.__dict__, "visible": g.index in keep})  # type: ignore[arg-type]
-        for g in gpus
-    ]
+    return [dataclasses.replace(g, visible=g.index in keep) for g in gpus]
 
 
 # ---------------------------------------------------------------- probes
@@ -139,28 +164,31 @@ def pci_devices(hw: Hardware) -> dict[str, int]:
     return counts
 
 
+_GPU_FIELDS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("name", "nvmlDeviceGetName", lambda v: _text(v)),
+    ("uuid", "nvmlDeviceGetUUID", lambda v: _text(v)),
+    ("pci_bus_id", "nvmlDeviceGetPciInfo", lambda v: _text(v.busId)),
+    ("compute_capability", "nvmlDeviceGetCudaComputeCapability", lambda v: f"{v[0]}.{v[1]}"),
+    ("memory_total_mib", "nvmlDeviceGetMemoryInfo", lambda v: int(v.total) // (1024 * 1024)),
+    ("mig_mode", "nvmlDeviceGetMigMode", lambda v: bool(v[0])),
+    ("persistence_mode", "nvmlDeviceGetPersistenceMode", bool),
+)
+
+
 def _nvml_gpus(nvml: Any, unknown: dict[str, str]) -> list[Gpu]:
     gpus = []
     for i in range(nvml.nvmlDeviceGetCount()):
         h = nvml.nvmlDeviceGetHandleByIndex(i)
         fields: dict[str, Any] = {"index": i}
 
-        def get(key: str, fn: str, convert: Any, h: Any = h, i: int = i) -> None:
+        for key, fn, convert in _GPU_FIELDS:
             try:
                 fields[key] = convert(getattr(nvml, fn)(h))
             except nvml.NVMLError as exc:
                 if type(exc).__name__ == "NVMLError_NotSupported":
-                    fields[key] = None
-                    return
+                    fields[key] = None  # e.g. MIG on a GPU without it, persistence on Windows
+                    continue
                 unknown[f"gpus[{i}].{key}"] = f"{fn}: {classify_nvml_error(exc).kind}: {exc}"
-
-        get("name", "nvmlDeviceGetName", _text)
-        get("uuid", "nvmlDeviceGetUUID", _text)
-        get("pci_bus_id", "nvmlDeviceGetPciInfo", lambda p: _text(p.busId))
-        get("compute_capability", "nvmlDeviceGetCudaComputeCapability", lambda c: f"{c[0]}.{c[1]}")
-        get("memory_total_mib", "nvmlDeviceGetMemoryInfo", lambda m: int(m.total) // (1024 * 1024))
-        get("mig_mode", "nvmlDeviceGetMigMode", lambda m: bool(m[0]))
-        get("persistence_mode", "nvmlDeviceGetPersistenceMode", bool)
         gpus.append(Gpu(**fields))
     return gpus
 
@@ -208,10 +236,8 @@ def probe_nvidia(hw: Hardware, env: Mapping[str, str]) -> Nvidia:
             except Exception as exc:
                 out["nvml_error"] = classify_nvml_error(exc)
             finally:
-                try:
+                with contextlib.suppress(Exception):
                     nvml.nvmlShutdown()
-                except Exception:
-                    pass
 
     if out.get("driver_version") is None:
         if proc_version:

@@ -143,7 +143,7 @@ def main() -> None:
     out = {
         "python": {
             "executable": sys.executable,
-            "version": "%d.%d.%d" % sys.version_info[:3],
+            "version": "{}.{}.{}".format(*sys.version_info[:3]),
             "implementation": sys.implementation.name,
             "bits": 64 if sys.maxsize > 2**32 else 32,
             "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
