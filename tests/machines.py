@@ -96,7 +96,10 @@ def nvml_error(error: str, *, gpus_on_bus: int = 1, **extra_files: str) -> dict[
 
 
 def cpu_only() -> dict[str, Any]:
-    return {"files": pci([("0x1234", "0x030000")]), "nvml": {"error": "NVML_ERROR_LIBRARY_NOT_FOUND"}}
+    return {
+        "files": pci([("0x1234", "0x030000")]),
+        "nvml": {"error": "NVML_ERROR_LIBRARY_NOT_FOUND"},
+    }
 
 
 def write(tmp: Path, recording: dict[str, Any], name: str = "machine.json") -> str:

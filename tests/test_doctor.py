@@ -9,11 +9,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from conftest import make_venv, run_cli
+from envsetup.schema import SCHEMA_FILE, doctor_schema, profile_schema
 from machines import cpu_only, h100x8, nvml_error, recorded, titanv_ada, write
 from wheels import build_wheel, fake_torch_files
-
-from envsetup.schema import SCHEMA_FILE, doctor_schema, profile_schema
 
 
 def site_packages(python: Path) -> str:
@@ -60,7 +60,9 @@ def test_shipped_schema_is_current() -> None:
 
 
 def test_real_cpu_torch_venv(torch_venv: Path, tmp_path: Path) -> None:
-    rc, doc = doctor_json("--python", str(torch_venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())})
+    rc, doc = doctor_json(
+        "--python", str(torch_venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())}
+    )
     jsonschema.validate(doc, doctor_schema())
     t = doc["profile"]["torch"]
     assert t["version"] == "2.13.0+cpu" and t["cuda"] is None and t["hip"] is None
@@ -71,7 +73,9 @@ def test_real_cpu_torch_venv(torch_venv: Path, tmp_path: Path) -> None:
 
 
 def test_cpu_torch_on_a_gpu_machine_is_an_error(torch_venv: Path, tmp_path: Path) -> None:
-    rc, doc = doctor_json("--python", str(torch_venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, h100x8())})
+    rc, doc = doctor_json(
+        "--python", str(torch_venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, h100x8())}
+    )
     jsonschema.validate(doc, doctor_schema())
     assert rc == 1
     (f,) = [f for f in doc["findings"] if f["code"] == "cpu-torch-on-gpu-machine"]
@@ -109,7 +113,9 @@ def test_driver_failures(torch_venv: Path, tmp_path: Path, error: str, code: str
 
 
 def test_planted_torchvision_for_another_torch(overlay: Path, tmp_path: Path) -> None:
-    rc, doc = doctor_json("--python", str(overlay), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())})
+    rc, doc = doctor_json(
+        "--python", str(overlay), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())}
+    )
     assert doc["profile"]["torch"]["version"] == "2.13.0+cpu"
     tv = [p for p in doc["profile"]["torch"]["packages"] if p["name"] == "torchvision"]
     assert tv and tv[0]["version"] == "0.19.1" and tv[0]["requires_torch"] == "==2.4.1"
@@ -120,8 +126,15 @@ def test_planted_torchvision_for_another_torch(overlay: Path, tmp_path: Path) ->
 def test_two_torch_copies(torch_venv: Path, tmp_path: Path) -> None:
     venv = make_venv(tmp_path / "dup")
     Path(site_packages(venv), "zz.pth").write_text(site_packages(torch_venv) + "\n")
-    pip_install(venv, build_wheel(tmp_path / "w", "torch", "2.4.1+cu121", fake_torch_files("2.4.1+cu121", "12.1")))
-    rc, doc = doctor_json("--python", str(venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())})
+    pip_install(
+        venv,
+        build_wheel(
+            tmp_path / "w", "torch", "2.4.1+cu121", fake_torch_files("2.4.1+cu121", "12.1")
+        ),
+    )
+    rc, doc = doctor_json(
+        "--python", str(venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())}
+    )
     t = doc["profile"]["torch"]
     # the venv's own copy comes first on sys.path: that is the one import torch gets
     assert (t["version"], t["cuda"]) == ("2.4.1+cu121", "12.1")
@@ -130,7 +143,12 @@ def test_two_torch_copies(torch_venv: Path, tmp_path: Path) -> None:
 
 
 def test_deep_imports_torch_in_the_target(torch_venv: Path, tmp_path: Path) -> None:
-    rc, doc = doctor_json("--deep", "--python", str(torch_venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())})
+    rc, doc = doctor_json(
+        "--deep",
+        "--python",
+        str(torch_venv),
+        env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())},
+    )
     deep = doc["profile"]["torch"]["deep"]
     assert deep["imported"] is True and deep["version"] == "2.13.0+cpu"
     assert deep["cuda_available"] is False and deep["device_count"] == 0
@@ -141,14 +159,18 @@ def test_deep_reports_a_broken_import(tmp_path: Path) -> None:
     files = {"torch/__init__.py": "raise ImportError('libtorch_cpu.so: cannot open shared object file')\n",
              "torch/version.py": "__version__ = '2.4.1'\ncuda = None\n"}  # fmt: skip
     pip_install(venv, build_wheel(tmp_path / "w", "torch", "2.4.1", files))
-    rc, doc = doctor_json("--deep", "--python", str(venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())})
+    rc, doc = doctor_json(
+        "--deep", "--python", str(venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())}
+    )
     (f,) = [f for f in doc["findings"] if f["code"] == "torch-import-fails"]
     assert rc == 1 and "libtorch_cpu.so" in f["message"]
 
 
 def test_no_torch_is_info_not_error(tmp_path: Path) -> None:
     venv = make_venv(tmp_path / "empty", pip=False)
-    rc, doc = doctor_json("--python", str(venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())})
+    rc, doc = doctor_json(
+        "--python", str(venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())}
+    )
     assert rc == 0 and "torch-not-installed" in codes(doc)
     assert doc["profile"]["torch"]["version"] is None
 
@@ -161,13 +183,20 @@ def test_human_report_and_markdown(torch_venv: Path, tmp_path: Path) -> None:
     assert "NVIDIA H100 80GB HBM3" in human.stdout and "sm_90" in human.stdout
     assert human.stdout.index("Findings") > human.stdout.index("torch 2.13.0+cpu")
     md = run_cli("doctor", "--markdown", "--python", str(torch_venv), env=env)
-    assert md.returncode == 1 and "| **NVIDIA** |" in md.stdout and "`cpu-torch-on-gpu-machine`" in md.stdout
+    assert (
+        md.returncode == 1
+        and "| **NVIDIA** |" in md.stdout
+        and "`cpu-torch-on-gpu-machine`" in md.stdout
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["doctor", "--python", "/nonexistent/python3"], "--python /nonexistent/python3: no such file"),
+        (
+            ["doctor", "--python", "/nonexistent/python3"],
+            "--python /nonexistent/python3: no such file",
+        ),
         (["doctor", "--json", "--markdown"], "choose one"),
         (["doctor", "--frobnicate"], "No such option"),
     ],
@@ -188,7 +217,10 @@ def test_version_and_module_entry() -> None:
 
 @pytest.mark.parametrize(
     ("exc", "rc", "needle"),
-    [(RuntimeError("boom"), 3, "internal error: RuntimeError: boom"), (KeyboardInterrupt(), 130, "interrupted")],
+    [
+        (RuntimeError("boom"), 3, "internal error: RuntimeError: boom"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
 )
 def test_internal_error_and_ctrl_c(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                    exc: BaseException, rc: int, needle: str) -> None:  # fmt: skip

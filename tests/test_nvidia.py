@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pynvml
 import pytest
-from machines import cpu_only, h100x8, nvml_error, pci, recorded, titanv_ada
 
 from envsetup.detect.hw import Replay
 from envsetup.detect.nvidia import (
@@ -17,6 +16,7 @@ from envsetup.detect.nvidia import (
     probe_nvidia,
     probe_other,
 )
+from machines import cpu_only, h100x8, nvml_error, pci, recorded, titanv_ada
 
 
 @pytest.mark.parametrize(

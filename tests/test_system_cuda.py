@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from machines import recorded
 
 from envsetup.detect.cpu import parse_proc_cpuinfo, probe_cpu
 from envsetup.detect.cuda import (
@@ -16,8 +15,15 @@ from envsetup.detect.cuda import (
     parse_version_json,
     probe_cuda,
 )
-from envsetup.detect.system import detect_container, detect_wsl, normalise_arch, parse_os_release, probe_system
+from envsetup.detect.system import (
+    detect_container,
+    detect_wsl,
+    normalise_arch,
+    parse_os_release,
+    probe_system,
+)
 from envsetup.detect.toolchain import probe_toolchain
+from machines import recorded
 
 
 @pytest.mark.parametrize(
@@ -59,7 +65,12 @@ def test_probe_system_on_a_recorded_root(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run/.containerenv").write_text("")
     s = probe_system(tmp_path, {})
-    assert (s.distro_id, s.distro_version, s.wsl, s.container) == ("ubuntu", "22.04", "wsl2", "podman")
+    assert (s.distro_id, s.distro_version, s.wsl, s.container) == (
+        "ubuntu",
+        "22.04",
+        "wsl2",
+        "podman",
+    )
 
 
 def test_container_markers(tmp_path: Path) -> None:
@@ -89,7 +100,9 @@ def test_this_machine_cpu_from_proc() -> None:
 
 
 def test_cpuinfo_aarch64_features() -> None:
-    text = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes sve sve2 bf16\nCPU implementer\t: 0x41\n"
+    text = (
+        "processor\t: 0\nFeatures\t: fp asimd evtstrm aes sve sve2 bf16\nCPU implementer\t: 0x41\n"
+    )
     info = parse_proc_cpuinfo(text)
     assert info["vendor"] == "ARM" and {"asimd", "sve", "sve2", "bf16"} <= set(info["flags"])
 
@@ -134,7 +147,9 @@ def test_real_toolkit_on_this_machine() -> None:
     expected = parse_nvcc_version(proc.run(["nvcc", "--version"]).stdout)
     assert cuda.nvcc_version == expected
     assert any(t.version == expected for t in cuda.toolkits), cuda.toolkits
-    assert all(Path(t.path, "bin").is_dir() or Path(t.path, "include").is_dir() for t in cuda.toolkits)
+    assert all(
+        Path(t.path, "bin").is_dir() or Path(t.path, "include").is_dir() for t in cuda.toolkits
+    )
 
 
 def test_ld_library_path_shadowing(tmp_path: Path) -> None:
@@ -153,7 +168,9 @@ def test_toolchain_real_and_missing() -> None:
     real = probe_toolchain(dict(os.environ))
     if shutil.which("cc"):
         assert real.cc is not None and real.cc.version
-    broken = probe_toolchain({"PATH": os.environ["PATH"], "CC": "/nonexistent/cc", "CXX": "/nonexistent/c++"})
+    broken = probe_toolchain(
+        {"PATH": os.environ["PATH"], "CC": "/nonexistent/cc", "CXX": "/nonexistent/c++"}
+    )
     assert broken.cc is None and broken.cxx is None
     assert "/nonexistent/cc" in broken.unknown["cc"]
     empty = probe_toolchain({"PATH": ""})

@@ -20,7 +20,7 @@ def build_wheel(
     """Write ``{name}-{version}-{tag}.whl`` into ``out_dir`` and return its path."""
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     meta += [f"Requires-Dist: {r}" for r in requires]
     content = dict(files or {})
     content[f"{info}/METADATA"] = "\n".join(meta) + "\n"
