@@ -150,7 +150,7 @@ def test_deep_imports_torch_in_the_target(torch_venv: Path, tmp_path: Path) -> N
         env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())},
     )
     deep = doc["profile"]["torch"]["deep"]
-    assert deep["imported"] is True and deep["version"] == "2.13.0+cpu"
+    assert rc == 0 and deep["imported"] is True and deep["version"] == "2.13.0+cpu"
     assert deep["cuda_available"] is False and deep["device_count"] == 0
 
 
