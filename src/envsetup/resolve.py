@@ -155,6 +155,7 @@ class _Verdict:
     warnings: list[str] = field(default_factory=list)
     toolkit_met: bool = True
     soft: bool = False  # refused only for being the wrong kind of build for this machine
+    cpu_fallback: bool = False  # a CUDA package-index build taken on a machine without a GPU
 
     @property
     def ok(self) -> bool:
@@ -265,8 +266,6 @@ def _driver_check(v: _Verdict, m: _Machine, table: Table, explicit: bool) -> Non
             f"driver {m.driver} runs {label} through minor-version compatibility but is older than "
             f"{tk}, the CUDA {b.cuda} toolkit driver: features that JIT-compile PTX may fail"
         )
-    elif tk is None and m.driver_family == "windows":
-        v.toolkit_met = False
     if m.cuda_driver:
         cd = _ver(m.cuda_driver)
         if cd is not None and cd.release[0] < int(major):
@@ -338,9 +337,15 @@ def _judge(
 
     auto = variant == "auto"
     if b.kind == "cuda":
-        if auto and not m.nvidia:
+        if auto and not m.nvidia and b.variant != "default":
             v.refuse(f"CUDA build ({b.same_as}); this machine has no NVIDIA GPU with a driver")
             v.soft = True
+        elif auto and not m.nvidia:
+            v.cpu_fallback = True
+            v.warnings.append(
+                f"the package-index build carries CUDA ({b.same_as}) libraries this machine cannot "
+                "use; it runs on the CPU"
+            )
         else:
             _driver_check(v, m, table, explicit=not auto)
             if m.gpus:
@@ -373,7 +378,8 @@ def _rank(v: _Verdict) -> tuple[object, ...]:
     b = v.build
     gpu = _ver(b.cuda) or _ver(b.rocm) or Version("0")
     named_first = (b.variant != "default") if b.kind in ("cuda", "rocm") else (b.variant == "default")
-    return (_accel(b), v.patch.v, v.toolkit_met, gpu, named_first)
+    accel = -1 if v.cpu_fallback else _accel(b)
+    return (accel, v.patch.v, v.toolkit_met, gpu, named_first)
 
 
 # --------------------------------------------------------------------------- resolve
@@ -443,7 +449,7 @@ def resolve(profile: Profile, request: Request, table: Table) -> Plan:
     why = [
         f"torch {patch.version} is the newest release matching "
         f"{request.torch or 'latest'!s} with a valid "
-        f"{'GPU' if _accel(b) else 'CPU'} build for {m.platform}, Python {m.python}",
+        f"{'GPU' if _accel(b) and not best.cpu_fallback else 'CPU'} build for {m.platform}, Python {m.python}",
     ]
     if b.variant == "default":
         why.append(f"the plain package-index build ({b.same_as}) from the installer's default index")
@@ -579,7 +585,8 @@ def install_commands(plan: Plan, python: str) -> dict[str, list[list[str]]]:
             channels += ["-c", "nvidia"]
         elif not plan.platform.startswith("macos"):
             pkgs.append("cpuonly")
-        conda = [["conda", "install", "-y", "--prefix", _conda_prefix(python), *pkgs, *channels]]
+        where = ["--prefix", _conda_prefix(python)] if ("/" in python or "\\" in python) else []
+        conda = [["conda", "install", "-y", *where, *pkgs, *channels]]
     else:
         # No official conda packages after 2.5: pip inside the conda environment.
         conda = [list(pip[0])]
