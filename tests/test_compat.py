@@ -52,30 +52,78 @@ def edit(root: Path, name: str, change: Callable[[Any], None]) -> None:
 
 
 CORRUPT: list[tuple[str, str, Callable[[Any], None], str]] = [
-    ("arch-not-a-cc", "torch/2.4.json", lambda d: d["variants"]["cu121"]["platforms"]["linux_x86_64"].__setitem__("arch", ["sm_80"]),
-     "compat/torch/2.4.json: variants.cu121.platforms.linux_x86_64.arch[0]: 'sm_80' does not look like a compute capability"),
-    ("missing-python", "torch/2.7.json", lambda d: d["platforms"]["linux_x86_64"].pop("python"),
-     "compat/torch/2.7.json: platforms.linux_x86_64.python: missing"),
-    ("unknown-source", "torch/2.9.json", lambda d: d["variants"]["cu130"].__setitem__("source", ["my-memory"]),
-     "compat/torch/2.9.json: variants.cu130.source: source 'my-memory' is not defined in compat/sources.json"),
-    ("cuda-does-not-match-name", "torch/2.8.json", lambda d: d["variants"]["cu128"].__setitem__("cuda", "12.9"),
-     "compat/torch/2.8.json: variants.cu128.cuda: 12.9 does not match the variant name cu128"),
-    ("schema-version", "torch/2.0.json", lambda d: d.__setitem__("schema_version", 99),
-     "compat/torch/2.0.json: schema_version: 99 is not supported"),
-    ("typo-key", "torch/2.5.json", lambda d: d["variants"]["cu124"].__setitem__("cudn", "9"),
-     "compat/torch/2.5.json: variants.cu124.cudn: unknown key"),
-    ("bad-confidence", "torch/2.6.json", lambda d: d["variants"]["cu126"].__setitem__("confidence", "sure"),
-     "compat/torch/2.6.json: variants.cu126.confidence: 'sure' is not one of high, medium, inferred"),
-    ("bad-floor", "cuda.json", lambda d: d["minor_version_floor"]["12"].__setitem__("linux", "five-two-five"),
-     "compat/cuda.json: minor_version_floor.12.linux: 'five-two-five' is not a version"),
-    ("no-floor-for-a-cuda-major", "cuda.json", lambda d: d["minor_version_floor"].pop("11"),
-     "compat/torch/2.0.json: variants.cu117.cuda: CUDA 11.x has no driver floor in compat/cuda.json"),
-    ("patch-of-another-release", "torch/2.3.json", lambda d: d["patches"].__setitem__("2.4.9", d["patches"]["2.3.1"]),
-     "compat/torch/2.3.json: patches.2.4.9: 2.4.9 is not a patch release of 2.3"),
+    (
+        "arch-not-a-cc",
+        "torch/2.4.json",
+        lambda d: d["variants"]["cu121"]["platforms"]["linux_x86_64"].__setitem__(
+            "arch", ["sm_80"]
+        ),
+        "compat/torch/2.4.json: variants.cu121.platforms.linux_x86_64.arch[0]: 'sm_80' "
+        "does not look like a compute capability",
+    ),
+    (
+        "missing-python",
+        "torch/2.7.json",
+        lambda d: d["platforms"]["linux_x86_64"].pop("python"),
+        "compat/torch/2.7.json: platforms.linux_x86_64.python: missing",
+    ),
+    (
+        "unknown-source",
+        "torch/2.9.json",
+        lambda d: d["variants"]["cu130"].__setitem__("source", ["my-memory"]),
+        "compat/torch/2.9.json: variants.cu130.source: source 'my-memory' is not defined "
+        "in compat/sources.json",
+    ),
+    (
+        "cuda-does-not-match-name",
+        "torch/2.8.json",
+        lambda d: d["variants"]["cu128"].__setitem__("cuda", "12.9"),
+        "compat/torch/2.8.json: variants.cu128.cuda: 12.9 does not match the variant name cu128",
+    ),
+    (
+        "schema-version",
+        "torch/2.0.json",
+        lambda d: d.__setitem__("schema_version", 99),
+        "compat/torch/2.0.json: schema_version: 99 is not supported",
+    ),
+    (
+        "typo-key",
+        "torch/2.5.json",
+        lambda d: d["variants"]["cu124"].__setitem__("cudn", "9"),
+        "compat/torch/2.5.json: variants.cu124.cudn: unknown key",
+    ),
+    (
+        "bad-confidence",
+        "torch/2.6.json",
+        lambda d: d["variants"]["cu126"].__setitem__("confidence", "sure"),
+        "compat/torch/2.6.json: variants.cu126.confidence: 'sure' is not one of high, "
+        "medium, inferred",
+    ),
+    (
+        "bad-floor",
+        "cuda.json",
+        lambda d: d["minor_version_floor"]["12"].__setitem__("linux", "five-two-five"),
+        "compat/cuda.json: minor_version_floor.12.linux: 'five-two-five' is not a version",
+    ),
+    (
+        "no-floor-for-a-cuda-major",
+        "cuda.json",
+        lambda d: d["minor_version_floor"].pop("11"),
+        "compat/torch/2.0.json: variants.cu117.cuda: CUDA 11.x has no driver floor in "
+        "compat/cuda.json",
+    ),
+    (
+        "patch-of-another-release",
+        "torch/2.3.json",
+        lambda d: d["patches"].__setitem__("2.4.9", d["patches"]["2.3.1"]),
+        "compat/torch/2.3.json: patches.2.4.9: 2.4.9 is not a patch release of 2.3",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "change", "message"), [c[1:] for c in CORRUPT], ids=[c[0] for c in CORRUPT])
+@pytest.mark.parametrize(
+    ("name", "change", "message"), [c[1:] for c in CORRUPT], ids=[c[0] for c in CORRUPT]
+)
 def test_corrupt_table(copy: Path, name: str, change: Callable[[Any], None], message: str) -> None:
     edit(copy, name, change)
     with pytest.raises(CompatTableError) as err:
@@ -87,13 +135,17 @@ def test_corrupt_table(copy: Path, name: str, change: Callable[[Any], None], mes
 def test_invalid_json_names_the_line(copy: Path) -> None:
     p = copy / "torch" / "2.1.json"
     p.write_text(p.read_text().replace('"patches": {', '"patches": {,', 1))
-    with pytest.raises(CompatTableError, match=r"^compat/torch/2\.1\.json: line \d+ column \d+: invalid JSON"):
+    with pytest.raises(
+        CompatTableError, match=r"^compat/torch/2\.1\.json: line \d+ column \d+: invalid JSON"
+    ):
         load_table(copy)
 
 
 def test_missing_file(copy: Path) -> None:
     (copy / "torch" / "2.10.json").unlink()
-    with pytest.raises(CompatTableError, match=r"^compat/torch/2\.10\.json: file missing from the table$"):
+    with pytest.raises(
+        CompatTableError, match=r"^compat/torch/2\.10\.json: file missing from the table$"
+    ):
         load_table(copy)
 
 

@@ -35,7 +35,7 @@ class Result:
         return json.loads(self.stdout)
 
     def __repr__(self) -> str:
-        return f"<exit {self.returncode} stdout={self.stdout[-1500:]!r} stderr={self.stderr[-1500:]!r}>"
+        return f"<exit {self.returncode} out={self.stdout[-1500:]!r} err={self.stderr[-1500:]!r}>"
 
 
 def envsetup(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -51,7 +51,10 @@ def envsetup(*args: str, env: dict[str, str] | None = None) -> Result:
 A100 = {
     "system": {"os": "linux", "arch": "x86_64"},
     "python": {"version": "3.11.7"},
-    "nvidia": {"driver_version": "535.104.05", "gpus": [{"index": 0, "name": "NVIDIA A100", "compute_capability": "8.0"}]},
+    "nvidia": {
+        "driver_version": "535.104.05",
+        "gpus": [{"index": 0, "name": "NVIDIA A100", "compute_capability": "8.0"}],
+    },
 }
 
 
@@ -68,15 +71,34 @@ def test_plan_json(a100: Path) -> None:
     doc = r.json()
     assert doc["plan"]["requirements"] == ["torch==2.4.1", "torchvision==0.19.1"]
     assert doc["plan"]["index_url"] == "https://download.pytorch.org/whl/cu121"
-    assert doc["commands"]["pip"][0][-2:] == ["--index-url", "https://download.pytorch.org/whl/cu121"]
+    assert doc["commands"]["pip"][0][-2:] == [
+        "--index-url",
+        "https://download.pytorch.org/whl/cu121",
+    ]
 
 
 def test_plan_human_and_mirror_env(a100: Path) -> None:
-    r = envsetup("plan", "--profile", str(a100), "--torch", "2.4", env={"ENVSETUP_TORCH_INDEX": "http://127.0.0.1:9/whl/"})
+    r = envsetup(
+        "plan",
+        "--profile",
+        str(a100),
+        "--torch",
+        "2.4",
+        env={"ENVSETUP_TORCH_INDEX": "http://127.0.0.1:9/whl/"},
+    )
     assert r.returncode == 0, r
     assert "torch==2.4.1" in r.stdout and "http://127.0.0.1:9/whl/cu121" in r.stdout
     assert "pip" in r.stdout and "conda" in r.stdout
-    r = envsetup("plan", "--profile", str(a100), "--torch", "2.4", "--index-base", "https://m.example/t", "--json")
+    r = envsetup(
+        "plan",
+        "--profile",
+        str(a100),
+        "--torch",
+        "2.4",
+        "--index-base",
+        "https://m.example/t",
+        "--json",
+    )
     assert r.json()["plan"]["index_url"] == "https://m.example/t/cu121"
 
 
@@ -94,12 +116,24 @@ def test_plan_no_build_exit_4(a100: Path) -> None:
         ("{not json", (), "invalid JSON"),
         ('{"python": {"version": 3.11}}', (), "python.version: expected a string"),
         ('{"gpu": []}', (), "gpu: unknown key"),
-        ('{"nvidia": {"driver_version": "new"}}', (), "driver_version 'new' is not a driver version"),
+        (
+            '{"nvidia": {"driver_version": "new"}}',
+            (),
+            "driver_version 'new' is not a driver version",
+        ),
         (json.dumps(A100), ("--torch", "two.four"), "unknown torch version spec 'two.four'"),
         (json.dumps(A100), ("--variant", "cuda"), "unknown variant 'cuda'"),
         (json.dumps(A100), ("--index-base", "ftp://x"), "--index-base 'ftp://x' is not"),
     ],
-    ids=["bad-json", "float-python", "unknown-key", "bad-driver", "bad-spec", "bad-variant", "bad-index"],
+    ids=[
+        "bad-json",
+        "float-python",
+        "unknown-key",
+        "bad-driver",
+        "bad-spec",
+        "bad-variant",
+        "bad-index",
+    ],
 )
 def test_plan_bad_input(tmp_path: Path, content: str, args: tuple[str, ...], needle: str) -> None:
     p = tmp_path / "p.json"
@@ -127,7 +161,9 @@ def lay_out_index(root: Path, *, extra: list[str]) -> None:
     pages: dict[str, list[str]] = {}
     for patch, rel in table.patches():
         for name in rel.variants:
-            pages.setdefault(name, []).append(f"torch-{patch.version}+{name}-cp311-cp311-linux_x86_64.whl")
+            pages.setdefault(name, []).append(
+                f"torch-{patch.version}+{name}-cp311-cp311-linux_x86_64.whl"
+            )
     for name in extra:  # "2.14.1+cu134" or "2.16.0+cpu"
         local = name.split("+")[1]
         pages.setdefault(local, []).append(f"torch-{name}-cp311-cp311-linux_x86_64.whl")

@@ -204,7 +204,13 @@ class _Doc:
         return d[key]
 
     def string(
-        self, d: dict[str, Any], key: str, path: str, *, required: bool = True, nullable: bool = False
+        self,
+        d: dict[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool = True,
+        nullable: bool = False,
     ) -> Optional[str]:
         v = self.get(d, key, path, required=required)
         if v is None:
@@ -215,13 +221,17 @@ class _Doc:
             raise self.fail(_join(path, key), f"expected a non-empty string, got {_kind(v)}")
         return v
 
-    def version(self, d: dict[str, Any], key: str, path: str, *, required: bool = True) -> Optional[str]:
+    def version(
+        self, d: dict[str, Any], key: str, path: str, *, required: bool = True
+    ) -> Optional[str]:
         v = self.string(d, key, path, required=required, nullable=not required)
         if v is not None:
             _check_version(self, v, _join(path, key))
         return v
 
-    def strings(self, d: dict[str, Any], key: str, path: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
+    def strings(
+        self, d: dict[str, Any], key: str, path: str, pattern: re.Pattern[str]
+    ) -> tuple[str, ...]:
         v = self.get(d, key, path)
         p = _join(path, key)
         if not isinstance(v, list):
@@ -296,9 +306,7 @@ def _schema(doc: _Doc, data: dict[str, Any]) -> None:
 _BUILD_KEYS = {"arch", "ptx", "confidence", "source", "note"}
 
 
-def _build(
-    doc: _Doc, d: Any, path: str, *, variant: str, kind: str, base: dict[str, Any]
-) -> Build:
+def _build(doc: _Doc, d: Any, path: str, *, variant: str, kind: str, base: dict[str, Any]) -> Build:
     d = doc.obj(d, path, _BUILD_KEYS | {"build", "local", "cuda", "cudnn"})
     arch: Optional[tuple[str, ...]] = None
     if kind == "cuda":
@@ -360,7 +368,14 @@ def _release(doc: _Doc, data: Any) -> Release:
         p = doc.obj(
             p,
             path,
-            {"date", "torchvision", "torchaudio", "torchvision_confidence", "torchvision_note", "source"},
+            {
+                "date",
+                "torchvision",
+                "torchaudio",
+                "torchvision_confidence",
+                "torchvision_note",
+                "source",
+            },
         )
         if "torchaudio" not in p:
             raise doc.fail(_join(path, "torchaudio"), "missing (write null when there is none)")
@@ -425,7 +440,9 @@ def _release(doc: _Doc, data: Any) -> Release:
             cuda = doc.version(v, "cuda", path)
             assert cuda is not None
             if "cu" + cuda.replace(".", "") != name:
-                raise doc.fail(_join(path, "cuda"), f"{cuda} does not match the variant name {name}")
+                raise doc.fail(
+                    _join(path, "cuda"), f"{cuda} does not match the variant name {name}"
+                )
             if cuda.count(".") != 1:
                 raise doc.fail(_join(path, "cuda"), f"{cuda} should be MAJOR.MINOR")
             base["cuda"] = cuda
@@ -433,7 +450,9 @@ def _release(doc: _Doc, data: Any) -> Release:
         if kind == "rocm":
             rocm = doc.version(v, "rocm", path)
             if "rocm" + str(rocm) != name:
-                raise doc.fail(_join(path, "rocm"), f"{rocm} does not match the variant name {name}")
+                raise doc.fail(
+                    _join(path, "rocm"), f"{rocm} does not match the variant name {name}"
+                )
             base["rocm"] = rocm
         plats = doc.obj(doc.get(v, "platforms", path), f"{path}.platforms")
         if not plats:
@@ -481,12 +500,16 @@ def _release(doc: _Doc, data: Any) -> Release:
     )
 
 
-def _cuda(doc: _Doc, data: Any) -> tuple[dict[str, CudaFloor], dict[str, tuple[Optional[str], Optional[str]]]]:
+def _cuda(
+    doc: _Doc, data: Any
+) -> tuple[dict[str, CudaFloor], dict[str, tuple[Optional[str], Optional[str]]]]:
     data = doc.obj(data, "", {"schema_version", "source", "minor_version_floor", "toolkit", "note"})
     _schema(doc, data)
     doc.source(data, "")
     floors: dict[str, CudaFloor] = {}
-    for major, f in doc.obj(doc.get(data, "minor_version_floor", ""), "minor_version_floor").items():
+    for major, f in doc.obj(
+        doc.get(data, "minor_version_floor", ""), "minor_version_floor"
+    ).items():
         path = f"minor_version_floor.{major}"
         if not major.isdigit():
             raise doc.fail(path, "the key is a CUDA major version (12)")
@@ -531,9 +554,9 @@ def _default_root() -> Root:
     from importlib import resources
 
     try:
-        data = resources.files("envsetup").joinpath("compat_data")
+        data: Any = resources.files("envsetup").joinpath("compat_data")
         if data.joinpath("index.json").is_file():
-            return data
+            return data  # type: ignore[no-any-return]
     except (ModuleNotFoundError, OSError):  # pragma: no cover - odd installs
         pass
     return Path(__file__).resolve().parents[2] / "compat"
@@ -553,7 +576,11 @@ def _load_default() -> Table:
 
 def _load(root: Root) -> Table:
     idx = _Doc("index.json")
-    index = idx.obj(_parse_json(idx, _read(root, "index.json")), "", {"schema_version", "collected", "releases", "cuda", "sources"})
+    index = idx.obj(
+        _parse_json(idx, _read(root, "index.json")),
+        "",
+        {"schema_version", "collected", "releases", "cuda", "sources"},
+    )
     _schema(idx, index)
     src_name = idx.string(index, "sources", "")
     cuda_name = idx.string(index, "cuda", "")

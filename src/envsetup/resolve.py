@@ -34,7 +34,9 @@ def platform_key(profile: Profile) -> str:
     """linux_x86_64 | linux_aarch64 | windows_x86_64 | macos_arm64 | macos_x86_64."""
     os_name = profile.system.os.lower()
     arch = profile.system.arch.lower()
-    arch = {"amd64": "x86_64", "x64": "x86_64", "arm64": "arm64", "aarch64": "aarch64"}.get(arch, arch)
+    arch = {"amd64": "x86_64", "x64": "x86_64", "arm64": "arm64", "aarch64": "aarch64"}.get(
+        arch, arch
+    )
     if os_name == "linux" and arch in ("x86_64", "aarch64", "arm64"):
         return "linux_x86_64" if arch == "x86_64" else "linux_aarch64"
     if os_name == "windows" and arch == "x86_64":
@@ -52,7 +54,8 @@ def python_tag(profile: Profile) -> str:
     m = re.match(r"^(\d+)\.(\d+)", profile.python.version)
     if not m:
         raise UsageError(
-            f"python.version {profile.python.version!r} is not a Python version (write e.g. \"3.11.7\")"
+            f"python.version {profile.python.version!r} is not a Python version (write e.g. "
+            '"3.11.7")'
         )
     return f"{m.group(1)}.{m.group(2)}" + ("t" if profile.python.free_threaded else "")
 
@@ -93,7 +96,8 @@ def check_variant(variant: str) -> str:
 
 
 def index_base_from(flag: Optional[str], environ: Optional[dict[str, str]] = None) -> str:
-    """The PyTorch index base URL: --index-base, else $ENVSETUP_TORCH_INDEX, else the official one."""
+    """The PyTorch index base URL: --index-base, else $ENVSETUP_TORCH_INDEX, else the "
+    "official one."""
     env = os.environ if environ is None else environ
     value = flag or env.get(ENV_INDEX) or PYTORCH_INDEX
     where = "--index-base" if flag else ENV_INDEX if env.get(ENV_INDEX) else "index"
@@ -197,7 +201,8 @@ def _machine(profile: Profile) -> _Machine:
     for g in gpus:
         if g.compute_capability is not None and not re.match(r"^\d+\.\d$", g.compute_capability):
             raise UsageError(
-                f"nvidia.gpus[{g.index}].compute_capability {g.compute_capability!r} is not like \"8.6\""
+                f"nvidia.gpus[{g.index}].compute_capability {g.compute_capability!r} is not "
+                'like "8.6"'
             )
     family = "windows" if plat.startswith("windows") or profile.system.wsl else "linux"
     return _Machine(
@@ -241,7 +246,8 @@ def _driver_check(v: _Verdict, m: _Machine, table: Table, explicit: bool) -> Non
     if m.driver is None:
         if explicit:
             v.warnings.append(
-                f"no NVIDIA driver known for this machine: {label} needs a {m.driver_family} driver "
+                f"no NVIDIA driver known for this machine: {label} needs a "
+                f"{m.driver_family} driver "
                 f">= {need}"
             )
         return
@@ -326,12 +332,14 @@ def _judge(
         v.refuse(f"no torchvision release for torch {patch.version}", "drop torchvision")
     if req.audio and not patch.torchaudio:
         v.refuse(
-            f"no torchaudio release for torch {patch.version} (torchaudio's last release is 2.11.0)",
+            f"no torchaudio release for torch {patch.version} (torchaudio's last release is "
+            "2.11.0)",
             "drop torchaudio or ask for torch <= 2.11",
         )
     if req.vision and patch.torchvision_confidence != "high":
         v.warnings.append(
-            f"torchvision {patch.torchvision} for torch {patch.version} is {patch.torchvision_confidence}"
+            f"torchvision {patch.torchvision} for torch {patch.version} is "
+            f"{patch.torchvision_confidence}"
             + (f": {patch.torchvision_note}" if patch.torchvision_note else "")
         )
 
@@ -358,7 +366,8 @@ def _judge(
             v.notes.append(f"ROCm {b.rocm} build (GPU architectures are not checked for ROCm)")
     elif auto and m.nvidia:
         v.refuse(
-            f"{'CPU' if b.kind == 'cpu' else b.kind.upper()}-only build; this machine has an NVIDIA "
+            f"{'CPU' if b.kind == 'cpu' else b.kind.upper()}-only build; this machine has "
+            "an NVIDIA "
             "GPU (ask for --variant cpu to take it)"
         )
         v.soft = True
@@ -377,7 +386,9 @@ def _accel(b: Build) -> int:
 def _rank(v: _Verdict) -> tuple[object, ...]:
     b = v.build
     gpu = _ver(b.cuda) or _ver(b.rocm) or Version("0")
-    named_first = (b.variant != "default") if b.kind in ("cuda", "rocm") else (b.variant == "default")
+    named_first = (
+        (b.variant != "default") if b.kind in ("cuda", "rocm") else (b.variant == "default")
+    )
     accel = -1 if v.cpu_fallback else _accel(b)
     return (accel, v.patch.v, v.toolkit_met, gpu, named_first)
 
@@ -392,7 +403,9 @@ def resolve(profile: Profile, request: Request, table: Table) -> Plan:
     variant = check_variant(request.variant)
     base = request.index_base.rstrip("/")
 
-    patches = [(p, r) for p, r in table.patches() if spec is None or spec.contains(p.v, prereleases=True)]
+    patches = [
+        (p, r) for p, r in table.patches() if spec is None or spec.contains(p.v, prereleases=True)
+    ]
     if not patches:
         raise NoBuildError(
             f"no torch release in the table matches {request.torch!r} (the table covers "
@@ -412,7 +425,9 @@ def resolve(profile: Profile, request: Request, table: Table) -> Plan:
             builds = [b for b in builds if b.variant == "default"]
         elif variant == "cpu":
             builds = [
-                b for b in builds if b.variant == "cpu" or (b.variant == "default" and b.kind != "cuda")
+                b
+                for b in builds
+                if b.variant == "cpu" or (b.variant == "default" and b.kind != "cuda")
             ]
         else:
             builds = [b for b in builds if b.variant == variant]
@@ -449,10 +464,13 @@ def resolve(profile: Profile, request: Request, table: Table) -> Plan:
     why = [
         f"torch {patch.version} is the newest release matching "
         f"{request.torch or 'latest'!s} with a valid "
-        f"{'GPU' if _accel(b) and not best.cpu_fallback else 'CPU'} build for {m.platform}, Python {m.python}",
+        f"{'GPU' if _accel(b) and not best.cpu_fallback else 'CPU'} build for {m.platform}, "
+        f"Python {m.python}",
     ]
     if b.variant == "default":
-        why.append(f"the plain package-index build ({b.same_as}) from the installer's default index")
+        why.append(
+            f"the plain package-index build ({b.same_as}) from the installer's default index"
+        )
     else:
         why.append(f"variant {b.variant} from {base}/{b.variant}")
     if b.kind == "cuda" and len(accepted) > 1:
@@ -509,7 +527,8 @@ def _arch_hint(table: Table, m: _Machine, cc: str) -> str:
             if b.kind == "cuda" and b.arch and has_kernels(b.arch, cc):
                 floor = table.floor(b.cuda or "", m.driver_family)
                 need = f", driver >= {floor[0]}" if floor else ""
-                return f"{sm(cc)} needs a build with its kernels (newest: torch {p.version} {b.same_as}{need})"
+                newest = f"torch {p.version} {b.same_as}{need}"
+                return f"{sm(cc)} needs a build with its kernels (newest: {newest})"
     return f"no build in the table has kernels for {sm(cc)}"
 
 
@@ -550,7 +569,9 @@ def _refusal(
                 seen.add(key)
                 fixes.append(f)
     if len(arch_ccs) > 1 or (arch_ccs and len({g.compute_capability for g in m.gpus}) > 1):
-        fixes.insert(0, "no build has kernels for every visible GPU: hide one with CUDA_VISIBLE_DEVICES")
+        fixes.insert(
+            0, "no build has kernels for every visible GPU: hide one with CUDA_VISIBLE_DEVICES"
+        )
     if variant == "auto" and m.nvidia:
         fixes.append("or plan a CPU build with --variant cpu")
     msg = f"no torch build fits {m.platform}, Python {m.python} ({what}): " + "; ".join(reasons[:3])

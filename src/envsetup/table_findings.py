@@ -65,8 +65,8 @@ def table_findings(profile: Profile, table: Table) -> list[Finding]:
                     "error",
                     "torch-cuda-newer-than-driver",
                     f"torch {t.version} is built for CUDA {cuda}, which needs a driver >= "
-                    f"{floor[0]}; this driver is {m.driver} (CUDA errors: \"driver version is "
-                    "insufficient\").",
+                    f'{floor[0]}; this driver is {m.driver} (CUDA errors: "driver version is '
+                    'insufficient").',
                     f"upgrade the NVIDIA driver to >= {floor[0]}, or run `envsetup install` for a "
                     "build this driver supports",
                 )
@@ -86,8 +86,8 @@ def table_findings(profile: Profile, table: Table) -> list[Finding]:
                         "torch-missing-gpu-arch",
                         f"torch {t.version} has no kernels for GPU {g.index}"
                         + (f" ({g.name})" if g.name else "")
-                        + f", {sm(g.compute_capability)} (it has {shown}): \"no kernel image is "
-                        "available for execution on the device\".",
+                        + f', {sm(g.compute_capability)} (it has {shown}): "no kernel image is '
+                        'available for execution on the device".',
                         "run `envsetup plan` and `envsetup install` for a build with "
                         f"{sm(g.compute_capability)} kernels",
                     )

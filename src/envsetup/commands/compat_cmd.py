@@ -75,7 +75,15 @@ def list_command(
     from rich.table import Table
 
     t = Table(title=f"torch builds (table collected {table.collected})")
-    for col in ("torch", "Python (Linux x86_64)", "default (Linux)", "PyTorch index", "vision", "audio", "macOS arm64"):
+    for col in (
+        "torch",
+        "Python (Linux x86_64)",
+        "default (Linux)",
+        "PyTorch index",
+        "vision",
+        "audio",
+        "macOS arm64",
+    ):
         t.add_column(col)
     for r in rows:
         lx = r["platforms"].get("linux_x86_64", {})
@@ -94,7 +102,9 @@ def list_command(
         )
     con = Console()
     con.print(t)
-    con.print("? = medium/inferred confidence; details: envsetup compat list --json", highlight=False)
+    con.print(
+        "? = medium/inferred confidence; details: envsetup compat list --json", highlight=False
+    )
 
 
 def _parse_listing(text: str, content_type: str) -> list[str]:
@@ -221,7 +231,9 @@ def check_command(
     else:
         out = sys.stdout
         if missing_releases:
-            out.write("releases on the index but not in the table: " + ", ".join(missing_releases) + "\n")
+            out.write(
+                "releases on the index but not in the table: " + ", ".join(missing_releases) + "\n"
+            )
         if missing_variants:
             out.write(
                 "variants on the index but not in the table: "
@@ -237,7 +249,9 @@ def check_command(
                 + "\n"
             )
         out.write(
-            ("the table is stale: update compat/ (docs/RESOLVER.md)\n" if stale else "the table is up to date with the index\n")
+            "the table is stale: update compat/ (docs/RESOLVER.md)\n"
+            if stale
+            else "the table is up to date with the index\n"
         )
     if stale:
         raise typer.Exit(1)

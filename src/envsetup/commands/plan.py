@@ -39,7 +39,7 @@ def this_machine(python: Optional[str]) -> Any:
     from envsetup.errors import UsageError
 
     try:
-        from envsetup.detect import detect_profile  # type: ignore[attr-defined,unused-ignore]
+        from envsetup.detect import detect_profile  # type: ignore[attr-defined,import-untyped,unused-ignore]
     except ImportError:
         raise UsageError(
             "detecting this machine is not available in this build: pass --profile FILE"
@@ -49,7 +49,7 @@ def this_machine(python: Optional[str]) -> Any:
 
 @app.command("plan")
 def plan_command(
-    profile: Optional[Path] = typer.Option(
+    profile: Optional[Path] = typer.Option(  # noqa: B008
         None, "--profile", help="Plan for the machine in this file (doctor --json output)."
     ),
     torch: Optional[str] = typer.Option(
@@ -63,7 +63,8 @@ def plan_command(
     index_base: Optional[str] = typer.Option(
         None,
         "--index-base",
-        help="Base URL of a PyTorch index mirror (default: $ENVSETUP_TORCH_INDEX or the official one).",
+        help="Base URL of a PyTorch index mirror (default: $ENVSETUP_TORCH_INDEX, else the "
+        "official one).",
     ),
     python: Optional[str] = typer.Option(None, "--python", help="The target interpreter."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
