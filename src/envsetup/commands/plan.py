@@ -1,0 +1,142 @@
+"""``envsetup plan``: the torch build for this machine (or another, with --profile), and why."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from envsetup.cli import app
+
+
+def load_profile(path: Path) -> Any:
+    """Read a Profile from ``doctor --json`` output or a hand-written file; one-line errors."""
+    from envsetup.errors import UsageError
+    from envsetup.profile import Profile
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--profile {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"--profile {path}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("profile"), dict):
+        data = data["profile"]  # doctor --json may wrap the profile beside its findings
+    try:
+        return Profile.from_dict(data)
+    except ValueError as exc:
+        raise UsageError(f"--profile {path}: {exc}") from None
+
+
+def this_machine(python: Optional[str]) -> Any:
+    from envsetup.errors import UsageError
+
+    try:
+        from envsetup.detect import detect_profile  # type: ignore[attr-defined,import-untyped,unused-ignore]
+    except ImportError:
+        raise UsageError(
+            "detecting this machine is not available in this build: pass --profile FILE"
+        ) from None
+    return detect_profile(python=python)
+
+
+@app.command("plan")
+def plan_command(
+    profile: Optional[Path] = typer.Option(  # noqa: B008
+        None, "--profile", help="Plan for the machine in this file (doctor --json output)."
+    ),
+    torch: Optional[str] = typer.Option(
+        None, "--torch", help="Torch version spec: 2.4, 2.4.1, '>=2.3,<2.6' or latest."
+    ),
+    variant: str = typer.Option(
+        "auto", "--variant", help="auto, default (plain package index), cpu, cuXYZ or rocmX.Y."
+    ),
+    vision: bool = typer.Option(True, "--vision/--no-vision", help="Include torchvision."),
+    audio: bool = typer.Option(False, "--audio/--no-audio", help="Include torchaudio."),
+    index_base: Optional[str] = typer.Option(
+        None,
+        "--index-base",
+        help="Base URL of a PyTorch index mirror (default: $ENVSETUP_TORCH_INDEX, else the "
+        "official one).",
+    ),
+    python: Optional[str] = typer.Option(None, "--python", help="The target interpreter."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Resolve the torch/torchvision/torchaudio build for a machine, with the reasons."""
+    from envsetup.compat import load_table
+    from envsetup.errors import NoBuildError
+    from envsetup.plan import Request
+    from envsetup.resolve import check_variant, index_base_from, install_commands, parse_spec
+    from envsetup.resolve import resolve as do_resolve
+
+    base = index_base_from(index_base)
+    parse_spec(torch)
+    check_variant(variant)
+    prof = load_profile(profile) if profile is not None else this_machine(python)
+    table = load_table()
+    request = Request(torch=torch, variant=variant, vision=vision, audio=audio, index_base=base)
+    try:
+        plan = do_resolve(prof, request, table)
+    except NoBuildError as exc:
+        if as_json:
+            sys.stdout.write(json.dumps({"plan": None, "error": exc.message}, indent=2) + "\n")
+        raise
+    target = python or prof.python.executable or "python"
+    commands = install_commands(plan, target)
+    if as_json:
+        doc = {"plan": plan.to_dict(), "commands": commands}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    _render(plan, commands)
+
+
+def _render(plan: Any, commands: dict[str, list[list[str]]]) -> None:
+    import shlex
+
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title="Plan", show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("install", " ".join(plan.requirements()))
+    t.add_row("variant", plan.variant)
+    t.add_row("index", plan.index_url or "the installer's default package index")
+    t.add_row("torch.__version__", plan.local_version or plan.torch)
+    t.add_row("platform", f"{plan.platform}, Python {plan.python}")
+    if plan.cuda:
+        t.add_row("CUDA / cuDNN", f"{plan.cuda} / {plan.cudnn or 'unknown'}")
+    if plan.rocm:
+        t.add_row("ROCm", plan.rocm)
+    if plan.arch:
+        t.add_row("GPU kernels", " ".join(f"sm_{a.replace('.', '')}" for a in plan.arch))
+    con.print(t)
+    con.print("[bold]Why[/bold]")
+    for w in plan.why:
+        con.print(f"  - {w}", highlight=False)
+    if plan.warnings:
+        con.print("[bold yellow]Warnings[/bold yellow]")
+        for w in plan.warnings:
+            con.print(f"  ! {w}", highlight=False)
+    accepted = [c for c in plan.candidates if c.accepted]
+    refused = [c for c in plan.candidates if not c.accepted]
+    con.print(
+        f"[bold]Candidates[/bold]: {len(accepted)} valid, {len(refused)} refused "
+        "(--json lists every one)"
+    )
+    for c in accepted[:5]:
+        con.print(f"  + torch {c.torch} {c.variant}", highlight=False)
+    for c in refused[:8]:
+        con.print(f"  x torch {c.torch} {c.variant}: {'; '.join(c.reasons)}", highlight=False)
+    con.print("[bold]Commands[/bold]")
+    for tool in ("pip", "uv", "conda"):
+        for argv in commands[tool]:
+            con.print(f"  {tool:5} {shlex.join(argv)}", highlight=False, soft_wrap=True)

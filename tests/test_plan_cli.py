@@ -1,0 +1,224 @@
+"""`envsetup plan` and `envsetup compat` for real, in a subprocess; `compat check` against a real
+local HTTP server laid out like the PyTorch index."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envsetup.compat import load_table
+
+# Runs the CLI with the command modules present in this checkout (doctor may live elsewhere).
+LAUNCH = (
+    "import sys, importlib.util, envsetup.commands as c;"
+    "c.COMMANDS=[n for n in c.COMMANDS if importlib.util.find_spec('envsetup.commands.'+n)];"
+    "from envsetup.cli import main; main(sys.argv[1:])"
+)
+
+
+class Result:
+    def __init__(self, cp: subprocess.CompletedProcess[str]):
+        self.returncode, self.stdout, self.stderr = cp.returncode, cp.stdout, cp.stderr
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __repr__(self) -> str:
+        return f"<exit {self.returncode} out={self.stdout[-1500:]!r} err={self.stderr[-1500:]!r}>"
+
+
+def envsetup(*args: str, env: dict[str, str] | None = None) -> Result:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ENVSETUP_")}
+    full.update({"NO_COLOR": "1", "COLUMNS": "120", **(env or {})})
+    cp = subprocess.run(
+        [sys.executable, "-c", LAUNCH, *args],
+        capture_output=True, text=True, env=full, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return Result(cp)
+
+
+A100 = {
+    "system": {"os": "linux", "arch": "x86_64"},
+    "python": {"version": "3.11.7"},
+    "nvidia": {
+        "driver_version": "535.104.05",
+        "gpus": [{"index": 0, "name": "NVIDIA A100", "compute_capability": "8.0"}],
+    },
+}
+
+
+@pytest.fixture
+def a100(tmp_path: Path) -> Path:
+    p = tmp_path / "a100.json"
+    p.write_text(json.dumps(A100))
+    return p
+
+
+def test_plan_json(a100: Path) -> None:
+    r = envsetup("plan", "--profile", str(a100), "--torch", "2.4", "--json")
+    assert r.returncode == 0, r
+    doc = r.json()
+    assert doc["plan"]["requirements"] == ["torch==2.4.1", "torchvision==0.19.1"]
+    assert doc["plan"]["index_url"] == "https://download.pytorch.org/whl/cu121"
+    assert doc["commands"]["pip"][0][-2:] == [
+        "--index-url",
+        "https://download.pytorch.org/whl/cu121",
+    ]
+
+
+def test_plan_human_and_mirror_env(a100: Path) -> None:
+    r = envsetup(
+        "plan",
+        "--profile",
+        str(a100),
+        "--torch",
+        "2.4",
+        env={"ENVSETUP_TORCH_INDEX": "http://127.0.0.1:9/whl/"},
+    )
+    assert r.returncode == 0, r
+    assert "torch==2.4.1" in r.stdout and "http://127.0.0.1:9/whl/cu121" in r.stdout
+    assert "pip" in r.stdout and "conda" in r.stdout
+    r = envsetup(
+        "plan",
+        "--profile",
+        str(a100),
+        "--torch",
+        "2.4",
+        "--index-base",
+        "https://m.example/t",
+        "--json",
+    )
+    assert r.json()["plan"]["index_url"] == "https://m.example/t/cu121"
+
+
+def test_plan_no_build_exit_4(a100: Path) -> None:
+    r = envsetup("plan", "--profile", str(a100), "--variant", "cu130", "--json")
+    assert r.returncode == 4, r
+    assert r.json()["plan"] is None
+    assert r.stderr.startswith("envsetup: no torch build fits") and r.stderr.count("\n") == 1
+    assert "580.65.06" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "needle"),
+    [
+        ("{not json", (), "invalid JSON"),
+        ('{"python": {"version": 3.11}}', (), "python.version: expected a string"),
+        ('{"gpu": []}', (), "gpu: unknown key"),
+        (
+            '{"nvidia": {"driver_version": "new"}}',
+            (),
+            "driver_version 'new' is not a driver version",
+        ),
+        (json.dumps(A100), ("--torch", "two.four"), "unknown torch version spec 'two.four'"),
+        (json.dumps(A100), ("--variant", "cuda"), "unknown variant 'cuda'"),
+        (json.dumps(A100), ("--index-base", "ftp://x"), "--index-base 'ftp://x' is not"),
+    ],
+    ids=[
+        "bad-json",
+        "float-python",
+        "unknown-key",
+        "bad-driver",
+        "bad-spec",
+        "bad-variant",
+        "bad-index",
+    ],
+)
+def test_plan_bad_input(tmp_path: Path, content: str, args: tuple[str, ...], needle: str) -> None:
+    p = tmp_path / "p.json"
+    p.write_text(content)
+    r = envsetup("plan", "--profile", str(p), *args)
+    assert r.returncode == 2, r
+    assert needle in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_compat_list() -> None:
+    r = envsetup("compat", "list", "--json")
+    assert r.returncode == 0, r
+    rows = r.json()["releases"]
+    assert rows[0]["torch"] == "2.15.0" and rows[-1]["torch"] == "2.0.0"
+    human = envsetup("compat", "list", "--torch", "2.4")
+    assert "2.4.1" in human.stdout and "2.5.0" not in human.stdout
+
+
+# ---------------------------------------------------------------- compat check
+
+
+def lay_out_index(root: Path, *, extra: list[str]) -> None:
+    """A PyTorch-index layout: <variant>/torch/index.html listing the table's wheels (+ extra)."""
+    table = load_table()
+    pages: dict[str, list[str]] = {}
+    for patch, rel in table.patches():
+        for name in rel.variants:
+            pages.setdefault(name, []).append(
+                f"torch-{patch.version}+{name}-cp311-cp311-linux_x86_64.whl"
+            )
+    for name in extra:  # "2.14.1+cu134" or "2.16.0+cpu"
+        local = name.split("+")[1]
+        pages.setdefault(local, []).append(f"torch-{name}-cp311-cp311-linux_x86_64.whl")
+    for variant, files in pages.items():
+        d = root / variant / "torch"
+        d.mkdir(parents=True)
+        links = "".join(f'<a href="{f}#sha256=00">{f}</a><br/>\n' for f in files)
+        (d / "index.html").write_text(f"<!DOCTYPE html><html><body>{links}</body></html>")
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(directory: Path) -> str:
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+        handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.mark.timeout(120)
+def test_compat_check_complete(tmp_path: Path, serve: Any) -> None:
+    lay_out_index(tmp_path, extra=[])
+    r = envsetup("compat", "check", "--index-base", serve(tmp_path), "--json")
+    assert r.returncode == 0, r
+    doc = r.json()
+    assert doc["stale"] is False and doc["missing_releases"] == [] and doc["missing_variants"] == []
+
+
+@pytest.mark.timeout(120)
+def test_compat_check_stale(tmp_path: Path, serve: Any) -> None:
+    lay_out_index(tmp_path, extra=["2.16.0+cpu", "2.13.0+cu134", "2.16.0rc1+cpu"])
+    base = serve(tmp_path)
+    r = envsetup("compat", "check", "--index-base", base, "--json")
+    assert r.returncode == 1, r
+    doc = r.json()
+    assert doc["missing_releases"] == ["2.16.0"]
+    assert doc["missing_variants"] == [{"torch": "2.13.0", "variant": "cu134"}]
+    human = envsetup("compat", "check", "--index-base", base)
+    assert human.returncode == 1 and "2.16.0" in human.stdout and "stale" in human.stdout
+
+
+@pytest.mark.timeout(60)
+def test_compat_check_unreachable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = envsetup("compat", "check", "--index-base", f"http://127.0.0.1:{port}", "--timeout", "5")
+    assert r.returncode == 2, r
+    assert "cannot reach the PyTorch index" in r.stderr and r.stderr.count("\n") == 1

@@ -1,0 +1,450 @@
+"""Resolver cases written from the published facts (NVIDIA driver tables, PyTorch release notes,
+the wheels on the package index), not derived from the table under test."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pytest
+
+from envsetup.compat import Table, load_table
+from envsetup.errors import NoBuildError, UsageError
+from envsetup.plan import Request
+from envsetup.profile import Profile
+from envsetup.resolve import has_kernels, install_commands, parse_spec, resolve
+
+
+@pytest.fixture(scope="module")
+def table() -> Table:
+    return load_table()
+
+
+def machine(
+    os: str = "linux",
+    arch: str = "x86_64",
+    py: str = "3.11.7",
+    driver: Optional[str] = None,
+    ccs: tuple[Any, ...] = (),
+    **system: Any,
+) -> Profile:
+    gpus = []
+    for i, cc in enumerate(ccs):
+        visible = True
+        if isinstance(cc, tuple):
+            cc, visible = cc
+        gpus.append({"index": i, "compute_capability": cc, "visible": visible})
+    return Profile.from_dict(
+        {
+            "system": {"os": os, "arch": arch, **system},
+            "python": {"version": py},
+            "nvidia": {"driver_version": driver, "gpus": gpus},
+        }
+    )
+
+
+# (id, profile, request, expected torch, expected variant)
+FITS = [
+    # CUDA 11.x minor-version floor is 450.80.02; torch 2.7 is the last release with cu118.
+    (
+        "linux-470-rtx3090-py311",
+        machine(driver="470.57.02", ccs=("8.6",)),
+        Request(),
+        "2.7.1",
+        "cu118",
+    ),
+    (
+        "linux-510-a100-py310",
+        machine(py="3.10.12", driver="510.47.03", ccs=("8.0",)),
+        Request(),
+        "2.7.1",
+        "cu118",
+    ),
+    # 12.x floor 525.60.13: the newest CUDA 12 build is 2.14's cu126; 2.15 only has cu132.
+    (
+        "linux-525.60.13-a100-py311",
+        machine(driver="525.60.13", ccs=("8.0",)),
+        Request(),
+        "2.14.1",
+        "cu126",
+    ),
+    (
+        "linux-525.60.12-a100-below-12x-floor",
+        machine(driver="525.60.12", ccs=("8.0",)),
+        Request(),
+        "2.7.1",
+        "cu118",
+    ),
+    # torch 2.4 on a 535 driver: cu124 needs the 550.54.14 toolkit driver, cu121 is fully supported.
+    (
+        "linux-535-a100-py311-torch2.4",
+        machine(driver="535.104.05", ccs=("8.0",)),
+        Request(torch="2.4"),
+        "2.4.1",
+        "cu121",
+    ),
+    (
+        "linux-550-a100-py311-torch2.4",
+        machine(driver="550.54.15", ccs=("8.0",)),
+        Request(torch="2.4"),
+        "2.4.1",
+        "cu124",
+    ),
+    (
+        "linux-535-range-spec",
+        machine(driver="535.104.05", ccs=("8.0",)),
+        Request(torch=">=2.3,<2.6"),
+        "2.5.1",
+        "cu121",
+    ),
+    # Blackwell: sm_120 first ships in cu128 (2.7); 2.12 dropped cu128; cu13x needs 580.
+    (
+        "linux-570-rtx5090-sm120",
+        machine(driver="570.124.06", ccs=("12.0",)),
+        Request(),
+        "2.11.0",
+        "cu128",
+    ),
+    (
+        "linux-570-b200-sm100",
+        machine(driver="570.124.06", ccs=("10.0",)),
+        Request(),
+        "2.11.0",
+        "cu128",
+    ),
+    (
+        "linux-580-rtx5090-sm120",
+        machine(driver="580.65.06", ccs=("12.0",)),
+        Request(),
+        "2.15.0",
+        "default",
+    ),
+    # Pascal/Volta on a 580 driver: only cu126 keeps sm_50/60/70 after 2.11.
+    (
+        "linux-580-gtx1080-sm61",
+        machine(driver="580.82.07", ccs=("6.1",)),
+        Request(),
+        "2.14.1",
+        "cu126",
+    ),
+    (
+        "linux-580-p100-sm60",
+        machine(driver="580.82.07", ccs=("6.0",)),
+        Request(),
+        "2.14.1",
+        "cu126",
+    ),
+    (
+        "linux-580-v100-sm70",
+        machine(driver="580.82.07", ccs=("7.0",)),
+        Request(),
+        "2.14.1",
+        "cu126",
+    ),
+    (
+        "linux-580-mixed-sm61-sm86",
+        machine(driver="580.82.07", ccs=("6.1", "8.6")),
+        Request(),
+        "2.14.1",
+        "cu126",
+    ),
+    (
+        "linux-580-invisible-pascal-ignored",
+        machine(driver="580.82.07", ccs=(("6.1", False), "12.0")),
+        Request(),
+        "2.15.0",
+        "default",
+    ),
+    # Python edges: 3.8 ends with 2.4, 3.9 with 2.8, 3.15 starts with 2.15.
+    ("linux-cpu-py38", machine(py="3.8.18"), Request(), "2.4.1", "cpu"),
+    ("linux-cpu-py39", machine(py="3.9.19"), Request(), "2.8.0", "cpu"),
+    ("linux-cpu-py311", machine(), Request(), "2.14.1", "cpu"),
+    ("linux-cpu-py315-only-2.15", machine(py="3.15.0"), Request(), "2.15.0", "default"),
+    (
+        "linux-580-a100-py39-cu129",
+        machine(py="3.9.19", driver="580.65.06", ccs=("8.0",)),
+        Request(),
+        "2.8.0",
+        "cu129",
+    ),
+    # macOS: arm64 wheels need macOS 14 from 2.12; x86_64 wheels end with 2.2.
+    (
+        "macos-arm64-13.6-py311",
+        machine("darwin", "arm64", macos_version="13.6"),
+        Request(),
+        "2.11.0",
+        "default",
+    ),
+    (
+        "macos-arm64-14.5-py311",
+        machine("darwin", "arm64", macos_version="14.5"),
+        Request(),
+        "2.15.0",
+        "default",
+    ),
+    (
+        "macos-x86_64-py311",
+        machine("darwin", "x86_64", macos_version="13.6"),
+        Request(),
+        "2.2.2",
+        "default",
+    ),
+    # Windows: the package-index build is CPU; CUDA comes from the PyTorch index.
+    (
+        "windows-560.94-rtx4090-py312",
+        machine("windows", "x86_64", py="3.12.4", driver="560.94", ccs=("8.9",)),
+        Request(),
+        "2.14.1",
+        "cu126",
+    ),
+    (
+        "windows-581-rtx4090-py312",
+        machine("windows", "x86_64", py="3.12.4", driver="581.57", ccs=("8.9",)),
+        Request(),
+        "2.14.1",
+        "cu132",
+    ),
+    (
+        "windows-cpu-py312",
+        machine("windows", "x86_64", py="3.12.4"),
+        Request(),
+        "2.15.0",
+        "default",
+    ),
+    # WSL: Linux wheels, the Windows driver (12.x floor on Windows is 527.41).
+    (
+        "wsl-560.94-rtx4090",
+        machine(driver="560.94", ccs=("8.9",), wsl="wsl2"),
+        Request(),
+        "2.14.1",
+        "cu126",
+    ),
+    (
+        "wsl-526.98-below-windows-12x-floor",
+        machine(driver="526.98", ccs=("8.9",), wsl="wsl2"),
+        Request(),
+        "2.7.1",
+        "cu118",
+    ),
+    # Linux aarch64: CPU-only package-index wheels before 2.11; sbsa CUDA builds from 2.7.
+    ("linux-aarch64-cpu-py311", machine(arch="aarch64"), Request(), "2.14.1", "cpu"),
+    ("linux-aarch64-py38", machine(arch="aarch64", py="3.8.10"), Request(), "2.4.1", "default"),
+    (
+        "linux-aarch64-580-gh200",
+        machine(arch="aarch64", py="3.12.3", driver="580.65.06", ccs=("9.0",)),
+        Request(),
+        "2.15.0",
+        "default",
+    ),
+    (
+        "linux-aarch64-570-gh200",
+        machine(arch="aarch64", py="3.12.3", driver="570.124.06", ccs=("9.0",)),
+        Request(),
+        "2.14.1",
+        "cu126",
+    ),
+    # Named variants and audio.
+    (
+        "linux-535-variant-cu118",
+        machine(driver="535.104.05", ccs=("8.0",)),
+        Request(variant="cu118"),
+        "2.7.1",
+        "cu118",
+    ),
+    (
+        "linux-gpu-variant-cpu",
+        machine(driver="535.104.05", ccs=("8.0",)),
+        Request(variant="cpu"),
+        "2.14.1",
+        "cpu",
+    ),
+    (
+        "linux-580-a100-audio-ends-2.11",
+        machine(driver="580.65.06", ccs=("8.0",)),
+        Request(audio=True),
+        "2.11.0",
+        "cu130",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("profile", "request_", "torch", "variant"), [c[1:] for c in FITS], ids=[c[0] for c in FITS]
+)
+def test_fits(table: Table, profile: Profile, request_: Request, torch: str, variant: str) -> None:
+    plan = resolve(profile, request_, table)
+    assert (plan.torch, plan.variant) == (torch, variant), plan.why
+    assert plan.candidates[0].accepted and plan.candidates[0].torch == torch
+    assert plan.requirements()[0] == f"torch=={torch}"
+
+
+NO_FIT = [
+    (
+        "linux-418-too-old-for-any-cuda",
+        machine(driver="418.67", ccs=("7.0",)),
+        Request(),
+        "upgrade the driver to >= 450.80.02",
+    ),
+    (
+        "linux-470-asks-cu121",
+        machine(driver="470.57.02", ccs=("8.6",)),
+        Request(variant="cu121"),
+        "upgrade the driver to >= 525.60.13",
+    ),
+    (
+        "linux-570-asks-cu130",
+        machine(driver="570.124.06", ccs=("8.6",)),
+        Request(variant="cu130"),
+        "upgrade the driver to >= 580.65.06",
+    ),
+    (
+        "linux-580-mixed-sm61-sm120",
+        machine(driver="580.82.07", ccs=("6.1", "12.0")),
+        Request(),
+        "CUDA_VISIBLE_DEVICES",
+    ),
+    (
+        "linux-py313-torch2.4",
+        machine(py="3.13.1"),
+        Request(torch="2.4"),
+        "Python 3.13 needs torch >= 2.5",
+    ),
+    (
+        "linux-py38-torch2.6",
+        machine(py="3.8.18"),
+        Request(torch="2.6"),
+        "Python 3.8 needs torch <= 2.4",
+    ),
+    (
+        "macos-x86_64-py313",
+        machine("darwin", "x86_64", py="3.13.0", macos_version="14.0"),
+        Request(),
+        "Python 3.13",
+    ),
+    (
+        "macos-arm64-13-torch2.12",
+        machine("darwin", "arm64", macos_version="13.6"),
+        Request(torch="2.12"),
+        "macOS to >= 14.0",
+    ),
+    (
+        "linux-2.12-with-audio",
+        machine(driver="580.65.06", ccs=("8.0",)),
+        Request(torch="2.12", audio=True),
+        "torchaudio",
+    ),
+    (
+        "linux-2.4-cu130-does-not-exist",
+        machine(driver="580.65.06", ccs=("8.0",)),
+        Request(torch="2.4", variant="cu130"),
+        "no cu130 build",
+    ),
+    (
+        "linux-2.15-variants-unknown",
+        machine(),
+        Request(torch="2.15", variant="cpu"),
+        "does not know",
+    ),
+    ("linux-torch-2.16-not-in-table", machine(), Request(torch="2.16"), "2.0.0 - 2.15.0"),
+    ("freebsd-no-wheels", machine("freebsd", "x86_64"), Request(), "no wheels for freebsd"),
+]
+
+
+@pytest.mark.parametrize(
+    ("profile", "request_", "needle"), [c[1:] for c in NO_FIT], ids=[c[0] for c in NO_FIT]
+)
+def test_no_fit(table: Table, profile: Profile, request_: Request, needle: str) -> None:
+    with pytest.raises(NoBuildError) as err:
+        resolve(profile, request_, table)
+    msg = str(err.value)
+    assert needle in msg
+    assert "\n" not in msg
+    assert err.value.exit_code == 4
+
+
+def test_refused_candidates_say_why(table: Table) -> None:
+    plan = resolve(machine(driver="570.124.06", ccs=("12.0",)), Request(torch=">=2.11"), table)
+    refused = {(c.torch, c.variant): c.reasons for c in plan.candidates if not c.accepted}
+    assert any("no kernels in cu126" in r for r in refused[("2.14.1", "cu126")])
+    assert any("older than 580.65.06" in r for r in refused[("2.14.1", "cu130")])
+    accepted = [c for c in plan.candidates if c.accepted]
+    assert [c.torch for c in accepted] == sorted((c.torch for c in accepted), reverse=True)
+
+
+def test_toolkit_minimum_is_a_warning_not_a_refusal(table: Table) -> None:
+    plan = resolve(
+        machine(driver="560.35.03", ccs=("8.0",)), Request(torch="2.8", variant="cu128"), table
+    )
+    assert plan.variant == "cu128"
+    assert any("570.26" in w for w in plan.warnings)
+
+
+def test_windows_13x_floor_is_marked_inferred(table: Table) -> None:
+    plan = resolve(
+        machine("windows", "x86_64", py="3.12.4", driver="581.57", ccs=("8.9",)), Request(), table
+    )
+    assert any("not published exactly" in w for w in plan.warnings)
+
+
+def test_amd_gpu_gets_rocm(table: Table) -> None:
+    prof = Profile.from_dict({"python": {"version": "3.11.7"}, "other": {"amd_gpus": 1}})
+    plan = resolve(prof, Request(), table)
+    assert (
+        plan.variant.startswith("rocm")
+        and plan.rocm
+        and plan.index_url
+        and plan.index_url.endswith(plan.variant)
+    )
+    assert resolve(machine(), Request(), table).variant == "cpu"
+
+
+def test_index_base_mirror(table: Table) -> None:
+    plan = resolve(
+        machine(driver="535.104.05", ccs=("8.0",)),
+        Request(torch="2.4", index_base="https://mirror.example/torch/"),
+        table,
+    )
+    assert plan.index_url == "https://mirror.example/torch/cu121"
+
+
+def test_binary_compatibility_rule() -> None:
+    assert has_kernels(("8.6",), "8.9")
+    assert not has_kernels(("8.6",), "9.0")
+    assert not has_kernels(("8.6",), "8.0")
+    assert has_kernels(("10.0", "12.0"), "12.1")
+
+
+@pytest.mark.parametrize("spec", ["foo", "2.4.1+cu121", ">=banana", "=="])
+def test_bad_spec(spec: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse_spec(spec)
+    assert "spec" in str(err.value)
+
+
+def test_bad_variant(table: Table) -> None:
+    with pytest.raises(UsageError, match="unknown variant 'cuda12'"):
+        resolve(machine(), Request(variant="cuda12"), table)
+
+
+def test_install_commands(table: Table) -> None:
+    old = resolve(machine(driver="535.104.05", ccs=("8.0",)), Request(torch="2.4"), table)
+    cmds = install_commands(old, "/opt/env/bin/python")
+    assert cmds["pip"] == [
+        [
+            "/opt/env/bin/python",
+            "-m",
+            "pip",
+            "install",
+            "torch==2.4.1",
+            "torchvision==0.19.1",
+            "--index-url",
+            "https://download.pytorch.org/whl/cu121",
+        ]
+    ]
+    assert cmds["uv"][0][:5] == ["uv", "pip", "install", "--python", "/opt/env/bin/python"]
+    assert cmds["conda"][0][:5] == ["conda", "install", "-y", "--prefix", "/opt/env"]
+    assert "pytorch-cuda=12.1" in cmds["conda"][0] and "nvidia" in cmds["conda"][0]
+    new = resolve(machine(), Request(), table)
+    cmds = install_commands(new, "/opt/env/bin/python")
+    assert cmds["conda"] == cmds["pip"]  # no official conda packages after 2.5
+    mac = resolve(machine("darwin", "arm64", macos_version="14.5"), Request(), table)
+    assert "--index-url" not in install_commands(mac, "python")["pip"][0]
