@@ -411,6 +411,11 @@ def test_binary_compatibility_rule() -> None:
     assert not has_kernels(("8.6",), "9.0")
     assert not has_kernels(("8.6",), "8.0")
     assert has_kernels(("10.0", "12.0"), "12.1")
+    # torch.cuda.get_arch_list() spellings: PTX runs on newer GPUs, sm_90a only on 9.0
+    assert has_kernels(("sm_80", "compute_80"), "9.0")
+    assert not has_kernels(("sm_80", "sm_86"), "9.0")
+    assert has_kernels(("sm_90a",), "9.0") and not has_kernels(("sm_90a",), "10.0")
+    assert not has_kernels(("compute_90",), "8.9")
 
 
 @pytest.mark.parametrize("spec", ["foo", "2.4.1+cu121", ">=banana", "=="])

@@ -7,7 +7,6 @@ are added by :func:`diagnose` when the table loads.
 
 from __future__ import annotations
 
-import re
 import shlex
 from typing import Callable, Optional
 
@@ -42,30 +41,6 @@ def is_cuda_build(p: Profile) -> bool:
 
 def is_cpu_build(p: Profile) -> bool:
     return p.torch.version is not None and p.torch.cuda is None and p.torch.hip is None
-
-
-def arch_runs_on(arch_list: tuple[str, ...], cc: str) -> bool:
-    """Whether a build with these targets (``sm_86``, ``compute_90``) can run on capability ``cc``.
-
-    SASS for sm_XY runs on GPUs of the same major X with minor ≥ Y; PTX (compute_XY) is JIT
-    compiled for any GPU with capability ≥ X.Y.
-    """
-    major, minor = (int(x) for x in cc.split(".")[:2])
-    for entry in arch_list:
-        m = re.fullmatch(r"(sm|compute)_(\d+)([a-z]?)", entry)
-        if not m:
-            continue
-        num = int(m.group(2))
-        a_major, a_minor = num // 10, num % 10
-        if m.group(3):  # sm_90a, sm_100a: arch-specific, runs on exactly that capability
-            if (a_major, a_minor) == (major, minor):
-                return True
-            continue
-        if m.group(1) == "sm" and a_major == major and a_minor <= minor:
-            return True
-        if m.group(1) == "compute" and (a_major, a_minor) <= (major, minor):
-            return True
-    return False
 
 
 def driver_install_fix(p: Profile) -> str:
@@ -411,20 +386,6 @@ def deep_checks(p: Profile) -> list[Finding]:
                 "envsetup plan  (shows the build this driver supports), then envsetup install",
             )
         )
-    if d.cuda_available and d.arch_list:
-        for g in _visible(p):
-            if g.compute_capability and not arch_runs_on(d.arch_list, g.compute_capability):
-                out.append(
-                    Finding(
-                        "error",
-                        "torch-arch-missing",
-                        f"torch {d.version} has kernels for {' '.join(d.arch_list)}, none of "
-                        f"which runs on {g.name} (compute capability {g.compute_capability}): "
-                        "'no kernel image is available for execution on the device'.",
-                        f"envsetup install --python {_py(p)} --yes  (picks a build with "
-                        f"sm_{g.compute_capability.replace('.', '')})",
-                    )
-                )
     return out
 
 

@@ -128,11 +128,28 @@ def sm(cc: str) -> str:
 
 
 def has_kernels(arch: tuple[str, ...], cc: str) -> bool:
-    """Binary compatibility: SASS for major.m runs on major.n with m <= n."""
+    """Whether a build with these targets runs on compute capability ``cc``.
+
+    Targets are the table's "8.6" or torch.cuda.get_arch_list()'s "sm_86", "compute_90",
+    "sm_90a". Binary compatibility: SASS for major.m runs on major.n with m <= n; PTX
+    (compute_XY) is JIT-compiled for any GPU of capability >= X.Y; arch-specific SASS
+    (sm_90a) runs on exactly that capability.
+    """
     g = _cc(cc)
     if g is None:
         return False
     for a in arch:
+        m = re.fullmatch(r"compute_(\d+)", a)
+        if m:
+            p = _cc(m.group(1))
+            if p and p <= g:
+                return True
+            continue
+        m = re.fullmatch(r"sm_(\d+)a", a)
+        if m:
+            if _cc(m.group(1)) == g:
+                return True
+            continue
         b = _cc(a)
         if b and b[0] == g[0] and b[1] <= g[1]:
             return True

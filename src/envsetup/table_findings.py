@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 from packaging.version import InvalidVersion, Version
@@ -73,7 +72,7 @@ def table_findings(profile: Profile, table: Table) -> list[Finding]:
             )
     arch: tuple[str, ...] = ()
     if t.deep is not None and t.deep.arch_list:
-        arch = tuple(a[3:-1] + "." + a[-1] for a in t.deep.arch_list if re.match(r"^sm_\d+$", a))
+        arch = t.deep.arch_list  # what the installed torch says it was built for
     elif build is not None and build.arch:
         arch = build.arch
     if t.version and cuda and arch:

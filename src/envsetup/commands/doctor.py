@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from envsetup.cli import app
 
+if TYPE_CHECKING:
+    from envsetup.diagnose import Rule
 
-def table_rules() -> list:  # type: ignore[type-arg]
-    """The compatibility table's rules, when the table is there to load."""
-    try:
-        from envsetup.compat import load_table
-        from envsetup.table_findings import table_findings
-    except ImportError:
-        return []
+
+def table_rules() -> list[Rule]:
+    """The compatibility table's rules: the installed build against this machine."""
+    from envsetup.compat import load_table
+    from envsetup.table_findings import table_findings
+
     table = load_table()
     return [lambda p: table_findings(p, table)]
 
