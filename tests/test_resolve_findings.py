@@ -45,7 +45,9 @@ def test_measured_arch_list_wins() -> None:
 
 def test_cpu_build_on_gpu_machine_and_newer_release() -> None:
     cpu = {"nvidia": gpu("570.124.06", "8.9"), "torch": {"version": "2.9.1+cpu"}}
-    assert "cuda-build-available" in codes(cpu)
+    assert "cpu-torch-on-gpu-machine" in codes(cpu)
+    too_old = {"nvidia": gpu("450.51.06", "8.9"), "torch": {"version": "2.9.1+cpu"}}
+    assert "cpu-torch-on-gpu-machine" in codes(too_old)  # still wrong, but no build fixes it
     old = {"nvidia": gpu("570.124.06", "8.9"), "torch": {"version": "2.4.1+cu121", "cuda": "12.1"}}
     assert codes(old) == {"newer-torch-build-available"}
     assert codes({"nvidia": gpu("570.124.06", "8.9")}) == set()  # no torch installed

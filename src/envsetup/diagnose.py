@@ -180,18 +180,6 @@ def torch_build(p: Profile) -> list[Finding]:
                 f"envsetup install --python {_py(p)}",
             )
         ]
-    if is_cpu_build(p) and usable_nvidia(p):
-        gpu = _visible(p)[0].name or "an NVIDIA GPU"
-        out.append(
-            Finding(
-                "error",
-                "cpu-torch-on-gpu-machine",
-                f"torch {t.version} is a CPU-only build, but {gpu} with driver "
-                f"{p.nvidia.driver_version} is usable: torch will not use the GPU.",
-                f"envsetup install --python {_py(p)} --yes  (replaces it with the CUDA build "
-                "this driver and GPU support)",
-            )
-        )
     if is_cuda_build(p) and not p.nvidia.gpus and p.nvidia.pci_devices == 0:
         out.append(
             Finding(

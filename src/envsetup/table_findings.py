@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Optional
 
 from packaging.version import InvalidVersion, Version
 
 from envsetup.compat import Build, Table
+from envsetup.diagnose import is_cpu_build, usable_nvidia
 from envsetup.errors import EnvsetupError
 from envsetup.findings import Finding
 from envsetup.plan import Request
@@ -34,6 +36,28 @@ def _installed_build(profile: Profile, table: Table) -> Optional[Build]:
     if info is not None and info.default is not None and info.default.local == local:
         return info.default
     return None
+
+
+def _cpu_torch_on_gpu(profile: Profile, table: Table) -> Finding:
+    """A CPU-only torch where an NVIDIA GPU is usable: the fix is the build that fits it."""
+    gpu = next(g for g in profile.nvidia.gpus if g.visible)
+    message = (
+        f"torch {profile.torch.version} is a CPU-only build, but {gpu.name or 'an NVIDIA GPU'} "
+        f"with driver {profile.nvidia.driver_version} is usable: torch will not use the GPU."
+    )
+    python = shlex.quote(profile.python.executable or "python3")
+    try:
+        plan = resolve(profile, Request(vision=profile.torch.package("torchvision") is not None,
+                                        audio=profile.torch.package("torchaudio") is not None),
+                       table)  # fmt: skip
+    except EnvsetupError as exc:
+        return Finding("error", "cpu-torch-on-gpu-machine", f"{message} No CUDA build fits: {exc}")
+    return Finding(
+        "error",
+        "cpu-torch-on-gpu-machine",
+        f"{message} torch {plan.torch} {plan.variant} runs on it.",
+        f"envsetup install --python {python} --torch {plan.torch} --variant {plan.variant} --yes",
+    )
 
 
 def _valid(v: str) -> bool:
@@ -91,6 +115,8 @@ def table_findings(profile: Profile, table: Table) -> list[Finding]:
                         f"{sm(g.compute_capability)} kernels",
                     )
                 )
+    if is_cpu_build(profile) and usable_nvidia(profile):
+        out.append(_cpu_torch_on_gpu(profile, table))
     if t.version and _valid(t.version):
         try:
             plan = resolve(profile, Request(vision=False), table)
@@ -98,17 +124,7 @@ def table_findings(profile: Profile, table: Table) -> list[Finding]:
             return out
         have = Version(t.version)
         gpu_now = cuda is not None
-        if plan.cuda and not gpu_now and m.nvidia:
-            out.append(
-                Finding(
-                    "warning",
-                    "cuda-build-available",
-                    f"torch {t.version} is a CPU build, but torch {plan.torch} {plan.variant} "
-                    "runs on this machine's GPU.",
-                    f"envsetup install --torch {plan.torch} --variant {plan.variant}",
-                )
-            )
-        elif Version(plan.torch) > Version(have.public) and (bool(plan.cuda) == gpu_now):
+        if Version(plan.torch) > Version(have.public) and (bool(plan.cuda) == gpu_now):
             out.append(
                 Finding(
                     "info",
