@@ -129,7 +129,13 @@ def judge_versions(data: dict[str, Any], plan: Optional[Plan]) -> tuple[str, str
                     f"install the {name} release made for torch {tver.public}"
                 )
         lv = _version(ver)
-        if tver is not None and lv is not None and lv.local and tver.local != lv.local:
+        if (
+            tver is not None
+            and lv is not None
+            and tver.local
+            and lv.local
+            and tver.local != lv.local
+        ):
             problems.append(
                 f"{name} {ver} is a +{lv.local} build but torch is +{tver.local}: "
                 "install both from the same index"
