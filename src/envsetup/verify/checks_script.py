@@ -12,6 +12,7 @@
 #                      "seconds": ..., "detail": ..., "data": {...}}
 # after. Anything else on stdout/stderr (warnings from torch) is noise to the reader. envsetup
 # enforces each check's deadline from its "start" line and kills this process on a hang.
+import contextlib
 import json
 import os
 import platform
@@ -186,10 +187,8 @@ def f32_tol(torch, device):
 
 def check_import(st):
     t = time.monotonic()
-    try:
+    with contextlib.suppress(Skip):  # the failure is kept in st.import_error
         st.get_torch()
-    except Skip:
-        pass
     if st.torch is None:
         raise Fail("import torch failed: " + str(st.import_error))
     torch = st.torch
