@@ -1,0 +1,119 @@
+"""``envsetup verify``: run the smoke tests in the target interpreter."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Optional
+
+import typer
+
+from envsetup.cli import app
+
+_MARKS = {"pass": "✓", "fail": "✗", "skip": "–", "run": "…"}
+_STYLES = {"pass": "green", "fail": "bold red", "skip": "yellow", "run": "cyan"}
+
+
+def _load_plan(path: str) -> Any:
+    from envsetup.errors import UsageError
+    from envsetup.plan import Plan
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise UsageError(
+            f"--plan {path}: {exc.strerror}; give a plan written by plan --json"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"--plan {path}: not JSON (line {exc.lineno}): give a plan --json file"
+        ) from None
+    try:
+        return Plan.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--plan {path}: not a plan: {exc}") from None
+
+
+@app.command("verify")
+def verify(
+    device: str = typer.Option(
+        "auto", "--device", help="Device to check: auto, cuda, cpu or mps.", metavar="DEVICE"
+    ),
+    python: Optional[str] = typer.Option(
+        None, "--python", help="Target interpreter (or venv directory); default: this one."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="Only the fast checks (used after install)."),
+    bench: bool = typer.Option(False, "--bench", help="Also measure matmul and memory throughput."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON report on stdout."),
+    plan_file: Optional[str] = typer.Option(
+        None, "--plan", help="A plan (plan --json) the installed versions must match."
+    ),
+) -> None:
+    """Prove the PyTorch stack works: import, versions, device, tensor ops, autograd, cuDNN,
+    mixed precision and torch.compile, each in the target interpreter with a timeout.
+    Exit 0 when every check passes, 1 when one fails."""
+    from envsetup.errors import EXIT_FAIL, EXIT_OK, UsageError
+    from envsetup.target import resolve_python
+    from envsetup.verify import DEVICES, run_verify
+
+    if device not in DEVICES:
+        raise UsageError(f"--device {device}: not one of {', '.join(DEVICES)}")
+    target = resolve_python(python)
+    plan = _load_plan(plan_file) if plan_file else None
+    if as_json:
+        report = run_verify(target, device=device, quick=quick, bench=bench, plan=plan)
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
+
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"[bold]envsetup verify[/bold] {target} (device: {device})")
+    live_box: dict[str, Any] = {}
+
+    def row(mark: str, name: str, seconds: Optional[float], detail: str) -> str:
+        secs = f"{seconds:6.1f}s" if seconds is not None else "       "
+        style = _STYLES[mark]
+        return f"[{style}]{_MARKS[mark]}[/{style}] {name:<13}{secs}  {_escape(detail)}"
+
+    def on_start(name: str) -> None:
+        if console.is_terminal:
+            status = live_box.get("status")
+            text = row("run", name, None, "running…")
+            if status is None:
+                live_box["status"] = console.status(text)
+                live_box["status"].start()
+            else:
+                status.update(text)
+
+    def on_result(r: Any) -> None:
+        console.print(row(r.status, r.name, r.seconds, r.detail))
+
+    try:
+        report = run_verify(
+            target,
+            device=device,
+            quick=quick,
+            bench=bench,
+            plan=plan,
+            on_result=on_result,
+            on_start=on_start,
+        )
+    finally:
+        if "status" in live_box:
+            live_box["status"].stop()
+    counts = report.counts()
+    dev = report.device or "no device"
+    verdict = "[bold green]all checks passed[/]" if report.ok else "[bold red]FAILED[/]"
+    console.print(
+        f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, "
+        f"{counts['skip']} skipped in {report.seconds:.1f} s (on {dev})"
+    )
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

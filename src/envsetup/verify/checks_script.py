@@ -1,0 +1,723 @@
+# mypy: ignore-errors
+# ruff: noqa: UP031
+# The verify checks, run INSIDE THE TARGET INTERPRETER (never imported by envsetup itself).
+#
+# envsetup reads this file as text and runs it with ``python -I -c SOURCE CONFIG_JSON``.
+# It must stay self-contained: Python 3.8 syntax, only the standard library and torch.
+#
+# Protocol: for each check named in the config it prints, flushed, one line
+#   @@envsetup-verify {"event": "start", "name": ...}
+# before running it and one line
+#   @@envsetup-verify {"event": "result", "name": ..., "status": "pass"|"fail"|"skip",
+#                      "seconds": ..., "detail": ..., "data": {...}}
+# after. Anything else on stdout/stderr (warnings from torch) is noise to the reader. envsetup
+# enforces each check's deadline from its "start" line and kills this process on a hang.
+import contextlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+
+MARK = "@@envsetup-verify "
+
+
+def emit(obj):
+    sys.stdout.write(MARK + json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class Skip(Exception):
+    pass
+
+
+class Fail(Exception):
+    def __init__(self, detail, data=None):
+        Exception.__init__(self, detail)
+        self.detail = detail
+        self.data = data or {}
+
+
+def one_line(exc):
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    name = type(exc).__name__
+    return (name + ": " + first) if first else name
+
+
+class State:
+    def __init__(self, config):
+        self.config = config
+        self.requested = config.get("device", "auto")
+        self.torch = None
+        self.import_error = None
+        self.device = None  # "cpu" | "cuda" | "mps" once usable
+        self.device_error = None
+
+    def get_torch(self):
+        if self.torch is None and self.import_error is None:
+            try:
+                import torch
+
+                self.torch = torch
+            except BaseException as exc:  # a planted or broken torch can raise anything
+                self.import_error = one_line(exc)
+        if self.torch is None:
+            raise Skip("torch did not import (" + str(self.import_error) + ")")
+        return self.torch
+
+    def get_device(self):
+        if self.device is None and self.device_error is None:
+            torch = self.get_torch()
+            try:
+                self.device = select_device(torch, self.requested)
+            except Fail as exc:
+                self.device_error = exc.detail
+        if self.device is None:
+            raise Skip("device " + self.requested + " is not usable (see the device check)")
+        return self.device
+
+
+# ---------------------------------------------------------------- device selection
+
+
+def cuda_reason(torch):
+    """Why CUDA is not usable, in words, with what to do."""
+    ver = torch.__version__
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+        return (
+            "torch " + ver + " is a CPU-only build (torch.version.cuda is None): "
+            "install a CUDA build of torch (envsetup install)"
+        )
+    built = (
+        ("CUDA " + str(torch.version.cuda))
+        if torch.version.cuda
+        else ("ROCm " + str(torch.version.hip))
+    )
+    why = ""
+    try:
+        torch.cuda.init()
+    except BaseException as exc:
+        why = ": " + one_line(exc)
+    vis = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if vis is not None:
+        why += " (CUDA_VISIBLE_DEVICES=" + repr(vis) + ")"
+    return (
+        "torch "
+        + ver
+        + " is built for "
+        + built
+        + " but sees no usable GPU"
+        + why
+        + "; run envsetup doctor"
+    )
+
+
+def select_device(torch, requested):
+    if requested == "cpu":
+        return "cpu"
+    if requested in ("cuda", "auto"):
+        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+            return "cuda"
+        if requested == "cuda":
+            raise Fail(cuda_reason(torch))
+    mps = getattr(torch.backends, "mps", None)
+    if requested in ("mps", "auto"):
+        if mps is not None and mps.is_available():
+            return "mps"
+        if requested == "mps":
+            if mps is None or not mps.is_built():
+                raise Fail("torch " + torch.__version__ + " was built without MPS support")
+            raise Fail("MPS is built in but not available (needs macOS 12.3+ on Apple silicon)")
+    return "cpu"
+
+
+def sync(torch, device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elif device == "mps":
+        torch.mps.synchronize()
+
+
+# ---------------------------------------------------------------- numerics
+
+# Relative error allowed against a float64 CPU reference, per dtype (a few ulps of the dtype
+# times the accumulation depth of the small problems used here).
+TOL = {"float64": 1e-10, "float32": 1e-4, "tf32": 5e-3, "float16": 1e-2, "bfloat16": 4e-2}
+
+
+def rel_err(torch, got, ref):
+    got = got.detach().to("cpu", torch.float64)
+    ref = ref.detach().to("cpu", torch.float64)
+    if got.shape != ref.shape:
+        raise Fail("shape " + str(tuple(got.shape)) + " != " + str(tuple(ref.shape)))
+    if not bool(torch.isfinite(got).all()):
+        return float("nan")
+    denom = float(ref.norm())
+    return float((got - ref).norm()) / (denom if denom > 0 else 1.0)
+
+
+def expect_close(torch, what, got, ref, tol, errs):
+    err = rel_err(torch, got, ref)
+    errs[what] = err
+    if not (err <= tol):  # NaN never passes
+        raise Fail(
+            what
+            + ": relative error "
+            + ("NaN/inf in result" if err != err else "%.3g" % err)
+            + " > tolerance %.0e" % tol,
+            {"errors": errs},
+        )
+
+
+def leaf(t, device, dtype):
+    return t.detach().to(device, dtype).clone().requires_grad_()
+
+
+def f32_tol(torch, device):
+    if device == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+        return TOL["tf32"]
+    return TOL["float32"]
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def check_import(st):
+    t = time.monotonic()
+    with contextlib.suppress(Skip):  # the failure is kept in st.import_error
+        st.get_torch()
+    if st.torch is None:
+        raise Fail("import torch failed: " + str(st.import_error))
+    torch = st.torch
+    where = os.path.dirname(getattr(torch, "__file__", "") or "")
+    data = {"torch": torch.__version__, "path": where, "import_seconds": time.monotonic() - t}
+    return "torch " + torch.__version__ + " from " + where, data
+
+
+def dist_info(name):
+    try:
+        import importlib.metadata as md
+    except ImportError:  # Python 3.7 and older
+        return None
+    try:
+        d = md.distribution(name)
+    except Exception:
+        return None
+    return {"version": d.version, "requires": list(d.requires or [])}
+
+
+def marker_env():
+    impl = sys.implementation
+    iver = "%d.%d.%d" % impl.version[:3]
+    return {
+        "implementation_name": impl.name,
+        "implementation_version": iver,
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    }
+
+
+def check_versions(st):
+    torch = st.get_torch()
+    data = {
+        "torch": {
+            "runtime": torch.__version__,
+            "cuda": torch.version.cuda,
+            "hip": getattr(torch.version, "hip", None),
+            "git": getattr(torch.version, "git_version", None),
+            "dist": dist_info("torch"),
+        },
+        "marker_env": marker_env(),
+    }
+    for name in ("torchvision", "torchaudio", "triton", "pytorch-triton-rocm"):
+        info = dist_info(name)
+        if info is None:
+            data[name] = None
+            continue
+        module = "triton" if "triton" in name else name
+        try:
+            mod = __import__(module)
+            info["runtime"] = getattr(mod, "__version__", None)
+            info["import_error"] = None
+        except BaseException as exc:
+            info["runtime"] = None
+            info["import_error"] = one_line(exc)
+        data[name] = info
+    # The verdict (with packaging, against the plan) is made by envsetup from this data.
+    return "collected", data
+
+
+def check_device(st):
+    torch = st.get_torch()
+    try:
+        dev = st.get_device()
+    except Skip:
+        raise Fail(str(st.device_error)) from None
+    data = {"device": dev, "requested": st.requested}
+    if dev == "cpu":
+        data["threads"] = torch.get_num_threads()
+        data["name"] = platform.processor() or platform.machine()
+        return "CPU, %d threads" % data["threads"], data
+    if dev == "mps":
+        data["names"] = ["Apple MPS"]
+        return "MPS (Apple GPU)", data
+    n = torch.cuda.device_count()
+    names = [torch.cuda.get_device_name(i) for i in range(n)]
+    caps = [torch.cuda.get_device_capability(i) for i in range(n)]
+    archs = list(torch.cuda.get_arch_list())
+    hip = getattr(torch.version, "hip", None)
+    data.update(
+        {
+            "count": n,
+            "names": names,
+            "capabilities": ["%d.%d" % c for c in caps],
+            "arch_list": archs,
+            "hip": hip,
+            "cuda": torch.version.cuda,
+        }
+    )
+    problems = []
+    notes = []
+    if hip:
+        for i in range(n):
+            gcn = getattr(torch.cuda.get_device_properties(i), "gcnArchName", "")
+            base = gcn.split(":")[0]
+            if base and base not in archs:
+                problems.append(
+                    "GPU %d (%s) is %s, not in this build's %s" % (i, names[i], base, archs)
+                )
+    else:
+        for i, (major, minor) in enumerate(caps):
+            sm = "sm_%d%d" % (major, minor)
+            ok, how = arch_supported(archs, major, minor)
+            if not ok:
+                problems.append(
+                    "GPU %d (%s, %s) has no kernel image in this build (it has %s): install a "
+                    "build that includes %s" % (i, names[i], sm, ", ".join(archs), sm)
+                )
+            elif how:
+                notes.append("GPU %d: %s" % (i, how))
+    expected = st.config.get("expected_gpus")
+    if expected is not None:
+        if sorted(expected) != sorted(names):
+            problems.append(
+                "torch sees %d GPU(s) %s but the driver (NVML) lists %d %s"
+                % (n, names, len(expected), list(expected))
+            )
+        else:
+            notes.append("matches NVML")
+    else:
+        notes.append(st.config.get("expected_note") or "not compared with NVML")
+    if problems:
+        raise Fail("; ".join(problems), data)
+    kind = "ROCm " + str(hip) if hip else "CUDA " + str(torch.version.cuda)
+    detail = "%s, %d GPU(s): %s" % (
+        kind,
+        n,
+        ", ".join("%s (%s)" % (nm, c) for nm, c in zip(names, data["capabilities"])),
+    )
+    return detail + ("; " + "; ".join(notes) if notes else ""), data
+
+
+def arch_supported(archs, major, minor):
+    if "sm_%d%d" % (major, minor) in archs:
+        return True, ""
+    for a in archs:  # a cubin runs on the same major with an equal or higher minor
+        if a.startswith("sm_") and a[3:].isdigit():
+            v = int(a[3:])
+            if v // 10 == major and v % 10 <= minor:
+                return True, "runs %s kernels (binary compatible)" % a
+    for a in archs:  # PTX is JIT-compiled for any newer GPU
+        if a.startswith("compute_") and a[8:].isdigit() and int(a[8:]) <= major * 10 + minor:
+            return True, "runs %s PTX through the JIT (slow first start)" % a
+    return False, ""
+
+
+def check_tensor_ops(st):
+    torch = st.get_torch()
+    dev = st.get_device()
+    g = torch.Generator().manual_seed(1234)
+    f64 = torch.float64
+    f32 = torch.float32
+    tol = f32_tol(torch, dev)
+    errs = {}
+    a = torch.randn(256, 192, generator=g, dtype=f64)
+    b = torch.randn(192, 128, generator=g, dtype=f64)
+    da, db = a.to(dev, f32), b.to(dev, f32)
+    expect_close(torch, "matmul", da @ db, a @ b, tol, errs)
+    x = torch.randn(100000, generator=g, dtype=f64) + 0.5
+    dx = x.to(dev, f32)
+    expect_close(torch, "sum", dx.sum(), x.sum(), TOL["float32"] * 10, errs)
+    expect_close(torch, "mean", dx.mean(), x.mean(), TOL["float32"] * 10, errs)
+    expect_close(torch, "max", dx.max(), x.max(), TOL["float32"], errs)
+    m = torch.randn(64, 300, generator=g, dtype=f64)
+    expect_close(torch, "softmax", torch.softmax(m.to(dev, f32), 1), torch.softmax(m, 1), tol, errs)
+    expect_close(torch, "exp*sin", (dx.exp() * dx.sin()), x.exp() * x.sin(), TOL["float32"], errs)
+    # The device's own random generator: uniform values in [0, 1), mean close to 0.5.
+    torch.manual_seed(0)
+    r = torch.rand(1000000, device=dev)
+    sync(torch, dev)
+    lo, hi, mean = float(r.min()), float(r.max()), float(r.mean())
+    if not (lo >= 0.0 and hi < 1.0 and abs(mean - 0.5) < 0.01):
+        raise Fail(
+            "torch.rand on %s: min %g max %g mean %g (expected [0,1), ~0.5)" % (dev, lo, hi, mean),
+            {"errors": errs},
+        )
+    worst = max(errs, key=lambda k: errs[k])
+    return "matmul, reductions, softmax, elementwise, rand on %s: worst rel. error %.1e (%s)" % (
+        dev,
+        errs[worst],
+        worst,
+    ), {"errors": errs}
+
+
+def check_autograd(st):
+    torch = st.get_torch()
+    dev = st.get_device()
+    notes = []
+    g = torch.Generator().manual_seed(7)
+    gc_dev = dev if dev != "mps" else "cpu"  # MPS has no float64
+    if gc_dev != dev:
+        notes.append("gradcheck on cpu (MPS has no float64)")
+    x = torch.randn(4, 5, generator=g, dtype=torch.float64).to(gc_dev).requires_grad_()
+    w = torch.randn(5, 3, generator=g, dtype=torch.float64).to(gc_dev).requires_grad_()
+
+    def fn(x, w):
+        return torch.tanh(x @ w).sin() * x.sum(1, keepdim=True)
+
+    if not torch.autograd.gradcheck(fn, (x, w), eps=1e-6, atol=1e-5, raise_exception=False):
+        raise Fail("torch.autograd.gradcheck failed in float64 on " + gc_dev)
+    # A small MLP: gradients on the device (float32) against a float64 CPU reference.
+    sizes = [(32, 64), (64, 64), (64, 10)]
+    params = [
+        (
+            torch.randn(i, o, generator=g, dtype=torch.float64) / i**0.5,
+            torch.randn(o, generator=g, dtype=torch.float64) * 0.1,
+        )
+        for i, o in sizes
+    ]
+    inp = torch.randn(16, 32, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 10, (16,), generator=g)
+
+    def run(device, dtype):
+        ps = [(leaf(W, device, dtype), leaf(B, device, dtype)) for W, B in params]
+        h = inp.to(device, dtype)
+        for k, (W, B) in enumerate(ps):
+            h = h @ W + B
+            if k < len(ps) - 1:
+                h = torch.nn.functional.gelu(h)
+        loss = torch.nn.functional.cross_entropy(h, target.to(device))
+        loss.backward()
+        return loss, [t.grad for pair in ps for t in pair]
+
+    ref_loss, ref_grads = run("cpu", torch.float64)
+    loss, grads = run(dev, torch.float32)
+    errs = {}
+    tol = f32_tol(torch, dev) * 10
+    expect_close(torch, "mlp loss", loss, ref_loss, tol, errs)
+    for i, (gd, gr) in enumerate(zip(grads, ref_grads)):
+        expect_close(torch, "mlp grad %d" % i, gd, gr, tol, errs)
+    return "gradcheck (float64) and MLP backward on %s: worst rel. error %.1e%s" % (
+        dev,
+        max(errs.values()),
+        ("; " + "; ".join(notes)) if notes else "",
+    ), {"errors": errs}
+
+
+def cudnn_versions(torch):
+    c = getattr(torch._C, "_cudnn", None)
+    if c is None:
+        return None, None
+    runtime = compiled = None
+    if hasattr(c, "getRuntimeVersion"):
+        runtime = tuple(c.getRuntimeVersion())
+    if hasattr(c, "getCompileVersion"):
+        compiled = tuple(c.getCompileVersion())
+    return runtime, compiled
+
+
+def check_cudnn(st):
+    torch = st.get_torch()
+    dev = st.get_device()
+    data = {}
+    note = ""
+    if dev == "cuda" and not getattr(torch.version, "hip", None):
+        if not torch.backends.cudnn.is_available():
+            raise Fail("cuDNN is not available to torch " + torch.__version__)
+        try:
+            data["version"] = torch.backends.cudnn.version()
+        except RuntimeError as exc:  # torch's own compatibility check names the conflict
+            raise Fail(one_line(exc)) from None
+        runtime, compiled = cudnn_versions(torch)
+        data["runtime"], data["compiled"] = runtime, compiled
+        if runtime and compiled:
+            rs, cs = ".".join(map(str, runtime)), ".".join(map(str, compiled))
+            if runtime[0] != compiled[0] or runtime[:2] < compiled[:2]:
+                raise Fail(
+                    "cuDNN runtime %s differs from the %s torch was built with: a "
+                    "system cuDNN (LD_LIBRARY_PATH?) shadows the bundled one" % (rs, cs),
+                    data,
+                )
+            note = "cuDNN %s" % rs + (
+                ""
+                if runtime[:2] == compiled[:2]
+                else " (built with %s, newer minor is compatible)" % cs
+            )
+    elif dev == "cuda":
+        note = "MIOpen (ROCm)"
+    else:
+        note = "cuDNN not used on " + dev
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.float64)
+    w = torch.randn(8, 3, 3, 3, generator=g, dtype=torch.float64)
+    go = torch.randn(2, 8, 16, 16, generator=g, dtype=torch.float64)
+
+    def run(device, dtype):
+        xd = leaf(x, device, dtype)
+        wd = leaf(w, device, dtype)
+        y = torch.nn.functional.conv2d(xd, wd, padding=1)
+        y.backward(go.to(device, dtype))
+        return y, xd.grad, wd.grad
+
+    ref = run("cpu", torch.float64)
+    got = run(dev, torch.float32)
+    errs = {}
+    tol = f32_tol(torch, dev) * 10
+    for what, a, b in zip(("forward", "grad input", "grad weight"), got, ref):
+        expect_close(torch, "conv2d " + what, a, b, tol, errs)
+    data["errors"] = errs
+    return "conv2d forward/backward on %s: worst rel. error %.1e; %s" % (
+        dev,
+        max(errs.values()),
+        note,
+    ), data
+
+
+def check_amp(st):
+    torch = st.get_torch()
+    dev = st.get_device()
+    if dev == "cuda":
+        dtypes = [torch.float16]
+        if torch.cuda.is_bf16_supported():
+            dtypes.append(torch.bfloat16)
+    elif dev == "mps":
+        dtypes = [torch.float16]
+    else:
+        dtypes = [torch.bfloat16]
+    g = torch.Generator().manual_seed(11)
+    a = torch.randn(128, 256, generator=g, dtype=torch.float64)
+    b = torch.randn(256, 64, generator=g, dtype=torch.float64)
+    lin = torch.nn.Linear(64, 32).to(dev)
+    errs = {}
+    done = []
+    for dt in dtypes:
+        name = str(dt).replace("torch.", "")
+        with torch.autocast(device_type=dev, dtype=dt):
+            y = a.to(dev, torch.float32) @ b.to(dev, torch.float32)
+            z = lin(y)
+        if y.dtype != dt:
+            raise Fail("autocast(%s) left matmul in %s" % (name, y.dtype))
+        z.float().sum().backward()
+        if lin.weight.grad is None or not bool(torch.isfinite(lin.weight.grad).all()):
+            raise Fail("autocast(%s): backward gave no finite gradient" % name)
+        lin.zero_grad()
+        expect_close(torch, name + " matmul", y, a @ b, TOL[name], errs)
+        done.append(name)
+    return "autocast %s on %s: worst rel. error %.1e" % ("/".join(done), dev, max(errs.values())), {
+        "errors": errs,
+        "dtypes": done,
+    }
+
+
+def compiler_problem(torch, dev):
+    """The missing piece for torch.compile, in words, or None."""
+    if dev == "cpu":
+        default = "clang++" if sys.platform == "darwin" else "g++"
+        cxx = os.environ.get("CXX") or default
+        if shutil.which(cxx) is None:
+            src = "CXX=" + cxx if os.environ.get("CXX") else cxx
+            return (
+                "no C++ compiler: %s not found (torch.compile on the CPU needs one: "
+                "install g++, or point CXX at a working compiler)" % src
+            )
+        return None
+    if dev == "cuda":
+        try:
+            import triton  # noqa: F401
+        except BaseException as exc:
+            return (
+                "Triton is missing or broken (%s): torch.compile on the GPU needs it; "
+                "install the triton version torch requires" % one_line(exc)
+            )
+        cc = os.environ.get("CC")
+        if cc and shutil.which(cc) is None:
+            return "no C compiler: CC=%s not found (Triton builds its launcher with it)" % cc
+        if not cc and not (shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")):
+            return "no C compiler (gcc/cc/clang) on PATH: Triton builds its launcher with it"
+    return None
+
+
+def check_compile(st):
+    torch = st.get_torch()
+    dev = st.get_device()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 64, generator=g).to(dev)
+    y = torch.randn(64, 64, generator=g).to(dev)
+
+    def fn(x, y):
+        return torch.sin(x) * y + torch.cos(y).sum(0)
+
+    mod = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 8))
+    mod = mod.to(dev)
+    inp = torch.randn(16, 32, generator=g).to(dev)
+    timings = {}
+    errs = {}
+    try:
+        t = time.monotonic()
+        got = torch.compile(fn, backend="inductor")(x, y)
+        sync(torch, dev)
+        timings["function"] = time.monotonic() - t
+        t = time.monotonic()
+        got_m = torch.compile(mod, backend="inductor")(inp)
+        sync(torch, dev)
+        timings["module"] = time.monotonic() - t
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        cause = compiler_problem(torch, dev)
+        msg = one_line(exc)
+        raise Fail(
+            ("torch.compile failed: " + cause + " [" + msg + "]")
+            if cause
+            else ("torch.compile failed: " + msg),
+            {"error": msg},
+        ) from None
+    tol = f32_tol(torch, dev) * 10
+    expect_close(torch, "compiled function", got, fn(x, y), tol, errs)
+    with torch.no_grad():
+        expect_close(torch, "compiled module", got_m, mod(inp), tol, errs)
+    backend = "C++ (" + (os.environ.get("CXX") or "g++") + ")" if dev == "cpu" else "Triton"
+    return "inductor/%s: function %.1f s, module %.1f s; matches eager (rel. error %.1e)" % (
+        backend,
+        timings["function"],
+        timings["module"],
+        max(errs.values()),
+    ), {"seconds": timings, "errors": errs}
+
+
+def timed_loop(torch, dev, step, budget):
+    step()  # warm-up
+    sync(torch, dev)
+    n = 0
+    t = time.monotonic()
+    while True:
+        step()
+        n += 1
+        if n % 4 == 0 or dev == "cpu":
+            sync(torch, dev)
+            el = time.monotonic() - t
+            if el >= budget:
+                return n, el
+
+
+def check_bench_matmul(st):
+    torch = st.get_torch()
+    dev = st.get_device()
+    size = 1024 if dev == "cpu" else 8192
+    dtypes = [torch.float32] if dev == "cpu" else [torch.float32, torch.bfloat16, torch.float16]
+    if dev == "cuda" and not torch.cuda.is_bf16_supported():
+        dtypes.remove(torch.bfloat16)
+    figures = {}
+    for dt in dtypes:
+        a = torch.randn(size, size, device=dev, dtype=dt)
+        b = torch.randn(size, size, device=dev, dtype=dt)
+        n, el = timed_loop(torch, dev, lambda a=a, b=b: a @ b, 1.0)
+        figures[str(dt).replace("torch.", "")] = 2.0 * size**3 * n / el / 1e12
+    text = ", ".join("%s %.2f" % kv for kv in figures.items())
+    return "matmul %dx%d on %s: %s TFLOP/s" % (size, size, dev, text), {
+        "tflops": figures,
+        "size": size,
+        "device": dev,
+        "names": device_names(torch, dev),
+    }
+
+
+def check_bench_memory(st):
+    torch = st.get_torch()
+    dev = st.get_device()
+    nbytes = (256 << 20) if dev == "cpu" else (2 << 30)
+    src = torch.empty(nbytes // 4, device=dev, dtype=torch.float32).fill_(1.0)
+    dst = torch.empty_like(src)
+    n, el = timed_loop(torch, dev, lambda: dst.copy_(src), 1.0)
+    gbs = 2.0 * nbytes * n / el / 1e9  # a copy reads and writes every byte
+    return "copy of %d MiB on %s: %.1f GB/s" % (nbytes >> 20, dev, gbs), {
+        "gbps": gbs,
+        "device": dev,
+        "names": device_names(torch, dev),
+    }
+
+
+def device_names(torch, dev):
+    if dev == "cuda":
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+CHECKS = {
+    "import": check_import,
+    "versions": check_versions,
+    "device": check_device,
+    "tensor-ops": check_tensor_ops,
+    "autograd": check_autograd,
+    "cudnn": check_cudnn,
+    "amp": check_amp,
+    "compile": check_compile,
+    "bench-matmul": check_bench_matmul,
+    "bench-memory": check_bench_memory,
+}
+
+
+def main():
+    config = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    st = State(config)
+    for name in config.get("checks", list(CHECKS)):
+        emit({"event": "start", "name": name})
+        t = time.monotonic()
+        status, detail, data = "pass", "", {}
+        try:
+            fn = CHECKS.get(name)
+            if fn is None:
+                raise Fail("unknown check " + repr(name))
+            detail, data = fn(st)
+        except Skip as exc:
+            status, detail = "skip", str(exc)
+        except Fail as exc:
+            status, detail, data = "fail", exc.detail, exc.data
+        except Exception as exc:
+            status, detail = "fail", one_line(exc)
+            data = {"traceback": traceback.format_exc(limit=6)}
+        emit(
+            {
+                "event": "result",
+                "name": name,
+                "status": status,
+                "seconds": time.monotonic() - t,
+                "detail": detail,
+                "data": data,
+            }
+        )
+    emit({"event": "done"})
+
+
+if __name__ == "__main__":
+    main()
