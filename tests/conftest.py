@@ -68,7 +68,12 @@ def run_cli(
     cwd: Optional[Path] = None,
 ) -> CliResult:
     """Run ``python -m envsetup ARGS`` for real, as a user would, without a terminal."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENVSETUP_HW")}
+    # the user's own ENVSETUP_* settings (a replayed machine, an index mirror) stay out
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ENVSETUP_") or k.startswith("ENVSETUP_TEST_")
+    }
     full_env["NO_COLOR"] = "1"
     full_env["COLUMNS"] = "120"
     if env:

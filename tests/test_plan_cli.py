@@ -6,10 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,35 +14,12 @@ from typing import Any
 
 import pytest
 
+from conftest import CliResult, run_cli
 from envsetup.compat import load_table
 
-# Runs the CLI with the command modules present in this checkout (doctor may live elsewhere).
-LAUNCH = (
-    "import sys, importlib.util, envsetup.commands as c;"
-    "c.COMMANDS=[n for n in c.COMMANDS if importlib.util.find_spec('envsetup.commands.'+n)];"
-    "from envsetup.cli import main; main(sys.argv[1:])"
-)
 
-
-class Result:
-    def __init__(self, cp: subprocess.CompletedProcess[str]):
-        self.returncode, self.stdout, self.stderr = cp.returncode, cp.stdout, cp.stderr
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    def __repr__(self) -> str:
-        return f"<exit {self.returncode} out={self.stdout[-1500:]!r} err={self.stderr[-1500:]!r}>"
-
-
-def envsetup(*args: str, env: dict[str, str] | None = None) -> Result:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ENVSETUP_")}
-    full.update({"NO_COLOR": "1", "COLUMNS": "120", **(env or {})})
-    cp = subprocess.run(
-        [sys.executable, "-c", LAUNCH, *args],
-        capture_output=True, text=True, env=full, timeout=120, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return Result(cp)
+def envsetup(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    return run_cli(*args, env=env, timeout=120)
 
 
 A100 = {

@@ -4,11 +4,8 @@ compiler, a check that hangs) in fresh venvs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,34 +16,10 @@ from envsetup.plan import Pin, Plan
 from envsetup.verify import ALL_CHECKS, QUICK_CHECKS, run_verify
 from envsetup.verify.verdicts import judge_versions
 
-_BOOT = (
-    "import importlib.util, sys\n"
-    "from envsetup import commands\n"
-    "commands.COMMANDS[:] = [c for c in commands.COMMANDS\n"
-    "    if importlib.util.find_spec('envsetup.commands.' + c) is not None]\n"
-    "from envsetup.cli import main\n"
-    "main(sys.argv[1:])\n"
-)
-
 
 def verify_cli(*args: str, env: Optional[dict[str, str]] = None, timeout: float = 300) -> CliResult:
-    """The real CLI in a subprocess. While a command module named in COMMANDS is not in this
-    tree yet, it is left out of the registration (the verify command itself never is)."""
-    from envsetup import commands
-
-    if all(importlib.util.find_spec(f"envsetup.commands.{c}") for c in commands.COMMANDS):
-        return run_cli("verify", *args, env=env, timeout=timeout)
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENVSETUP_HW")}
-    full_env.update({"NO_COLOR": "1", "COLUMNS": "120", **(env or {})})
-    cp = subprocess.run(
-        [sys.executable, "-c", _BOOT, "verify", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    return CliResult(cp)
+    """``envsetup verify ARGS``, the real CLI in a subprocess."""
+    return run_cli("verify", *args, env=env, timeout=timeout)
 
 
 def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
