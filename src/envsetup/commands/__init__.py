@@ -1,3 +1,3 @@
 """One module per command; each registers itself on ``envsetup.cli.app`` when imported."""
 
-COMMANDS = ["doctor"]
+COMMANDS = ["doctor", "install"]

@@ -8,6 +8,7 @@ installing (the installer's error, the installer killed, Ctrl-C) restores what w
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -103,6 +104,7 @@ def _tail(log: Path) -> str:
     for line in reversed(lines):
         s = line.strip()
         if s.startswith(("ERROR:", "error:", "×", "CondaError", "CondaHTTPError")):
+            s = re.sub(r"#sha256=[0-9a-f]+", "", s)
             return s.removeprefix("ERROR:").removeprefix("error:").strip(" ×")
     return ""
 
