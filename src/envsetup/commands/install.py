@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -75,7 +74,8 @@ def _resolver(python: str) -> Any:
     detect = _optional("envsetup.detect", "detect_profile")
     if load_table is None or resolve is None or detect is None:
         raise UsageError(
-            "this envsetup has no resolver to make a plan; pass a ready plan with --plan-file PLAN.json"
+            "this envsetup has no resolver to make a plan; "
+            "pass a ready plan with --plan-file PLAN.json"
         )
     from envsetup.plan import Request
 
@@ -272,4 +272,3 @@ def install(
         raise EnvsetupError(
             outcome.error or "install failed", code="verify-failed", exit_code=EXIT_FAIL
         )
-    os.environ.get("NO_COLOR")
