@@ -83,6 +83,23 @@ def companion_wheel(dest: Path, name: str, version: str, torch: str) -> Path:
     return build_wheel(dest, name, version, requires=[f"torch=={torch}"], files=files)
 
 
+class _Sink:
+    """A wfile that passes the status line and headers through and drops the body."""
+
+    def __init__(self, real: object):
+        self.real = real
+        self.headers_done = False
+
+    def write(self, data: bytes) -> int:
+        if not self.headers_done:
+            self.real.write(data)  # type: ignore[attr-defined]
+            self.headers_done = data.endswith(b"\r\n\r\n")
+        return len(data)
+
+    def flush(self) -> None:
+        self.real.flush()  # type: ignore[attr-defined]
+
+
 @dataclass
 class Fault:
     kind: str  # "500" | "404" | "truncate" | "drop" | "slow"
@@ -108,6 +125,13 @@ class IndexServer:
             def do_GET(self) -> None:
                 server.requests.append(self.path)
                 server._get(self)
+
+            def do_HEAD(self) -> None:  # headers only: the body goes nowhere
+                real, self.wfile = self.wfile, _Sink(self.wfile)  # type: ignore[assignment]
+                try:
+                    server._get(self)
+                finally:
+                    self.wfile = real
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
