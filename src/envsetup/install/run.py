@@ -109,6 +109,51 @@ def _tail(log: Path) -> str:
     return ""
 
 
+def preflight(index_url: str, plan: Plan, timeout: float = 30.0) -> None:
+    """Ask the index for each pinned project's page: it must answer and list the version."""
+    import urllib.error
+    import urllib.request
+    from html.parser import HTMLParser
+    from urllib.parse import unquote
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.files: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
+            href = dict(attrs).get("href") if tag == "a" else None
+            if href:
+                self.files.append(unquote(href.split("#", 1)[0].rsplit("/", 1)[-1]))
+
+    for pin in plan.pins:
+        url = f"{index_url.rstrip('/')}/{tgt.normalize(pin.name)}/"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                page = resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            raise InstallError(
+                f"the index answered HTTP {exc.code} for {url}; nothing was changed"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise InstallError(f"cannot reach {url}: {reason}; nothing was changed") from None
+        parser = Links()
+        parser.feed(page)
+        want = Version(pin.version).public
+        versions = set()
+        for f in parser.files:
+            if f.endswith(".whl"):
+                try:
+                    versions.add(Version(snapshot.wheel_identity(Path(f))[1]).public)
+                except Exception:
+                    continue
+        if want not in versions:
+            raise InstallError(
+                f"the index {index_url} has no {pin.name} {pin.version} wheel; nothing was changed"
+            )
+
+
 def _stream(argv: Sequence[str], log_file: Any, ui: Ui, env: dict[str, str]) -> int:
     child = proc.stream(argv, log_file, env=env)
     try:
@@ -230,6 +275,9 @@ def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
                 _conda(plan, backend, info, out, log, ui, env, stage)
                 return _finish(out, plan, opts, ui)
             # 1. Stage every file; the target is not touched.
+            if index:
+                ui.step(f"checking {index}")
+                preflight(index, plan)
             ui.step(f"downloading torch {plan.torch} ({plan.variant}) and its dependencies")
             argv = backend.download(plan, stage, index)
             out.commands.append(argv)

@@ -48,7 +48,7 @@ for d in md.distributions():
 print(json.dumps(out))
 """
 
-_SKIP_META = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "WHEEL"}
+_SKIP_META = {"RECORD", "INSTALLER", "WHEEL"}  # direct_url.json stays: freeze shows it
 
 
 @dataclass(frozen=True)
