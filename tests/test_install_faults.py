@@ -126,7 +126,7 @@ def test_installer_killed_mid_install_is_restored(
                 killed = True
                 break
         time.sleep(0.005)
-    out, err = child.communicate(timeout=120)
+    _, err = child.communicate(timeout=120)
     assert killed, "the installer never ran"
     assert child.returncode == 1, err
     last = err.strip().splitlines()[-1]
