@@ -64,7 +64,7 @@ def main() -> None:
                         "--index-url",
                         url,
                         f"torch=={TORCH_VERSION}",
-                    ]  # fmt: skip
+                    ]
                 )
                 raw.append(timed(argv, env))
                 py = make_venv(tmp / f"ours-{installer}-{i}")
