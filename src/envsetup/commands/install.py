@@ -1,0 +1,274 @@
+"""``envsetup install``: resolve (or read) a plan and carry it out, interactively or by flags."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from envsetup.cli import app
+from envsetup.errors import EXIT_FAIL, EnvsetupError, UsageError
+
+
+def _optional(module: str, name: str) -> Any:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def _with(value: Optional[str]) -> Optional[tuple[bool, bool]]:
+    if value is None:
+        return None
+    parts = {p.strip().lower() for p in value.split(",") if p.strip()}
+    parts.discard("none")
+    unknown = parts - {"vision", "audio", "torchvision", "torchaudio"}
+    if unknown:
+        raise UsageError(f"--with {value}: unknown {', '.join(sorted(unknown))}; use vision,audio")
+    return bool(parts & {"vision", "torchvision"}), bool(parts & {"audio", "torchaudio"})
+
+
+def read_plan(path: str) -> Any:
+    from envsetup.plan import Plan
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--plan-file {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--plan-file {path}: not JSON (line {exc.lineno}: {exc.msg})") from None
+    if isinstance(data, dict) and isinstance(data.get("plan"), dict):
+        data = data["plan"]  # the result document of `install --json` carries its plan
+    try:
+        return Plan.from_dict(data)
+    except ValueError as exc:
+        raise UsageError(f"--plan-file {path}: not a plan: {exc}") from None
+
+
+def _narrow(plan: Any, extras: Optional[tuple[bool, bool]]) -> Any:
+    """Drop torchvision/torchaudio from a ready plan; adding one needs the resolver."""
+    from dataclasses import replace
+
+    if extras is None:
+        return plan
+    want = {"torch"} | {n for n, on in zip(("torchvision", "torchaudio"), extras) if on}
+    have = {p.name for p in plan.pins}
+    if want - have:
+        raise UsageError(
+            f"--with asks for {', '.join(sorted(want - have))}, which the plan file has no pin "
+            "for; make the plan with it (envsetup plan --with …)"
+        )
+    return replace(plan, pins=tuple(p for p in plan.pins if p.name in want))
+
+
+def _resolver(python: str) -> Any:
+    load_table = _optional("envsetup.compat", "load_table")
+    resolve = _optional("envsetup.resolve", "resolve")
+    detect = _optional("envsetup.detect", "detect_profile")
+    if load_table is None or resolve is None or detect is None:
+        raise UsageError(
+            "this envsetup has no resolver to make a plan; "
+            "pass a ready plan with --plan-file PLAN.json"
+        )
+    from envsetup.plan import Request
+
+    table = load_table()
+    profile = detect(python)
+
+    def replan(torch: Optional[str], variant: Optional[str], vision: bool, audio: bool) -> Any:
+        spec = f"=={torch}" if torch and torch[0].isdigit() and torch.count(".") >= 2 else torch
+        req = Request(torch=spec, variant=variant or "auto", vision=vision, audio=audio)
+        return resolve(profile, req, table)
+
+    return replan
+
+
+def _make_venv(path: str, base: str) -> str:
+    from envsetup import proc
+    from envsetup.target import resolve_python
+
+    res = proc.run([base, "-m", "venv", path], timeout=300)
+    if not res.ok:
+        tail = (res.stderr.strip().splitlines() or [res.error or f"exit {res.returncode}"])[-1]
+        raise UsageError(f"--venv {path}: could not create the venv: {tail}")
+    return resolve_python(path)
+
+
+def _print_outcome(outcome: Any, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.to_dict(), indent=2) + "\n")
+        return
+    if outcome.dry_run:
+        sys.stdout.write(
+            f"# {outcome.installer} into {outcome.python}: stage, then install offline\n"
+        )
+        for argv in outcome.commands:
+            sys.stdout.write(shlex.join(argv) + "\n")
+        sys.stdout.write(
+            f"# the same in one step, without the safety net:\n# {shlex.join(outcome.direct)}\n"
+        )
+        return
+    if outcome.verify is not None:
+        for r in outcome.verify["results"]:
+            sys.stdout.write(f"{r['status']:>4}  {r['name']}: {r['detail']}\n")
+    if outcome.ok:
+        plan = outcome.plan
+        sys.stdout.write(
+            f"torch {plan.local_version or plan.torch} ({plan.variant}) installed into "
+            f"{outcome.python} with {outcome.installer}\n"
+        )
+
+
+@app.command("install")
+def install(
+    torch: Optional[str] = typer.Option(None, "--torch", help="torch version or spec: 2.4.1, 2.4"),
+    variant: Optional[str] = typer.Option(None, "--variant", help="cpu, cu121, cu126, rocm6.1, …"),
+    with_: Optional[str] = typer.Option(
+        None, "--with", help="companions to install: vision,audio (or none)"
+    ),
+    installer: Optional[str] = typer.Option(
+        None,
+        "--installer",
+        help="pip | uv | conda (default: conda in a conda env, else uv, else pip)",
+    ),
+    python: Optional[str] = typer.Option(None, "--python", help="the target interpreter or venv"),
+    venv: Optional[str] = typer.Option(
+        None, "--venv", help="install into this venv, creating it when it does not exist"
+    ),
+    index_url: Optional[str] = typer.Option(
+        None, "--index-url", help="the full index to install from (replaces the PyTorch index)"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the commands, change nothing"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="no prompts: flags only"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout, no progress"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="skip the check after installing"),
+    export: Optional[str] = typer.Option(
+        None, "--export", help="write the plan as requirements | uv | conda, and install nothing"
+    ),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="file for --export"),
+    break_system_packages: bool = typer.Option(
+        False, "--break-system-packages", help="allow an externally-managed (PEP 668) interpreter"
+    ),
+    plan_file: Optional[str] = typer.Option(None, "--plan-file", hidden=True),
+) -> None:
+    """Install the right torch build for this machine (a wizard on a terminal)."""
+    from envsetup.install import Options
+    from envsetup.install import export as do_export
+    from envsetup.install import install as do_install
+    from envsetup.install import ui as ui_mod
+    from envsetup.target import resolve_python
+
+    if python and venv:
+        raise UsageError("--python and --venv name the target twice; give one")
+    extras = _with(with_)
+    base = resolve_python(python)
+    target: Optional[str] = base
+    new_venv: Optional[str] = None
+    if venv:
+        vpath = Path(venv).expanduser().absolute()
+        if vpath.exists():
+            target = resolve_python(str(vpath))
+        else:
+            new_venv, target = str(vpath), None
+
+    replan = None
+    if plan_file:
+        if torch or variant:
+            raise UsageError("--plan-file fixes torch and the variant; drop --torch/--variant")
+        plan = _narrow(read_plan(plan_file), extras)
+    else:
+        replan = _resolver(target or base)
+        vision, audio = extras if extras is not None else (True, False)
+        plan = replan(torch, variant, vision, audio)
+
+    if export:
+        text = do_export(plan, export, index_url)
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return
+
+    interactive = not (yes or as_json) and sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive:
+        from envsetup.install import backends, wizard
+        from envsetup.install.run import prepare
+
+        def preview(choice: Any) -> list[list[str]]:
+            py = resolve_python(choice.python) if choice.python else base
+            opts = Options(python=py, installer=choice.installer, index_url=index_url,
+                           dry_run=True, break_system_packages=break_system_packages)  # fmt: skip
+            cmds: list[list[str]] = do_install(choice.plan, opts, ui_mod.Ui()).commands
+            if choice.venv:
+                vpy = str(Path(choice.venv) / "bin" / "python")
+                cmds = [[vpy if a == py else a for a in argv] for argv in cmds]
+            return cmds
+
+        from envsetup.install.target import probe
+
+        info = probe(target or base)
+        installers = ["pip"] + (["uv"] if backends.find_uv() else [])
+        if info.conda and backends.find_conda():
+            installers.append("conda")
+        choice = wizard.run(
+            plan,
+            replan=replan,
+            installers=installers,
+            default_installer=installer or backends.default_installer(info),
+            python=python if not venv else (target if new_venv is None else None),
+            preview=preview,
+        )
+        if choice is None:
+            sys.stderr.write("envsetup: nothing was changed\n")
+            return
+        plan, installer = choice.plan, choice.installer
+        if choice.venv:
+            new_venv, target = choice.venv, None
+        elif choice.python:
+            target = resolve_python(choice.python)
+        del prepare
+
+    created = False
+    if new_venv is not None:
+        if dry_run:
+            target = base
+        else:
+            target = _make_venv(new_venv, base)
+            created = True
+    assert target is not None
+    opts = Options(
+        python=target,
+        installer=installer,
+        index_url=index_url,
+        dry_run=dry_run,
+        verify=not no_verify,
+        break_system_packages=break_system_packages,
+    )
+    ui = ui_mod.make(quiet=as_json)
+    try:
+        outcome = do_install(plan, opts, ui)
+    except EnvsetupError as exc:
+        if created and new_venv:
+            shutil.rmtree(new_venv, ignore_errors=True)
+            exc.message += f"; the new venv {new_venv} was removed"
+        if as_json:
+            sys.stdout.write(
+                json.dumps({"ok": False, "error": exc.message, "code": exc.code}) + "\n"
+            )
+        raise
+    except KeyboardInterrupt:
+        if created and new_venv:
+            shutil.rmtree(new_venv, ignore_errors=True)
+        raise
+    _print_outcome(outcome, as_json)
+    if not outcome.ok:
+        raise EnvsetupError(
+            outcome.error or "install failed", code="verify-failed", exit_code=EXIT_FAIL
+        )

@@ -1,0 +1,435 @@
+"""Carry out a Plan: check, stage, save, install offline, restore on failure, verify.
+
+Nothing in the target changes before every file is staged: a network failure, a 404 or 500,
+a truncated download or Ctrl-C while downloading leaves it exactly as it was. A failure while
+installing (the installer's error, the installer killed, Ctrl-C) restores what was there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from packaging.version import Version
+
+from envsetup import proc
+from envsetup.errors import EXIT_INTERRUPTED, EnvsetupError
+from envsetup.install import backends, snapshot
+from envsetup.install import target as tgt
+from envsetup.install.ui import Ui
+from envsetup.plan import Plan
+
+
+class InstallError(EnvsetupError):
+    code = "install-failed"
+
+
+@dataclass
+class Options:
+    python: str
+    installer: Optional[str] = None  # pip | uv | conda; None: the default for the target
+    index_url: Optional[str] = None  # replaces the plan's index for this install
+    dry_run: bool = False
+    verify: bool = True
+    break_system_packages: bool = False
+    cache_dir: Optional[Path] = None
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    python: str
+    installer: str
+    plan: Plan
+    commands: list[list[str]] = field(default_factory=list)
+    direct: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    verify: Optional[dict[str, Any]] = None
+    log: Optional[str] = None
+    dry_run: bool = False
+    error: Optional[str] = None
+    restored: Optional[bool] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "python": self.python,
+            "installer": self.installer,
+            "plan": self.plan.to_dict(),
+            "commands": self.commands,
+            "direct": self.direct,
+            "changed": self.changed,
+            "notes": self.notes,
+            "verify": self.verify,
+            "log": self.log,
+            "error": self.error,
+            "restored": self.restored,
+        }
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "envsetup"
+
+
+def prepare(plan: Plan, opts: Options) -> tuple[tgt.TargetInfo, backends.Backend, Plan, list[str]]:
+    """Check the target and choose the backend; nothing is changed."""
+    info = tgt.probe(opts.python)
+    tgt.check(info, plan, break_system_packages=opts.break_system_packages)
+    if opts.index_url:
+        plan = replace(plan, index_url=opts.index_url)
+    backend, note = backends.select(
+        opts.installer, info, plan, break_system_packages=opts.break_system_packages
+    )
+    return info, backend, plan, [note] if note else []
+
+
+def _tail(log: Path) -> str:
+    """The installer's own last error line, for the one-line message."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        s = line.strip()
+        if s.startswith(("ERROR:", "error:", "×", "CondaError", "CondaHTTPError")):
+            s = re.sub(r"#sha256=[0-9a-f]+", "", s)
+            return s.removeprefix("ERROR:").removeprefix("error:").strip(" ×")
+    return ""
+
+
+def preflight(index_url: str, plan: Plan, timeout: float = 30.0) -> None:
+    """Ask the index for each pinned project's page: it must answer and list the version."""
+    import urllib.error
+    import urllib.request
+    from html.parser import HTMLParser
+    from urllib.parse import unquote
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.files: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
+            href = dict(attrs).get("href") if tag == "a" else None
+            if href:
+                self.files.append(unquote(href.split("#", 1)[0].rsplit("/", 1)[-1]))
+
+    for pin in plan.pins:
+        url = f"{index_url.rstrip('/')}/{tgt.normalize(pin.name)}/"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                page = resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            raise InstallError(
+                f"the index answered HTTP {exc.code} for {url}; nothing was changed"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise InstallError(f"cannot reach {url}: {reason}; nothing was changed") from None
+        parser = Links()
+        parser.feed(page)
+        want = Version(pin.version).public
+        versions = set()
+        for f in parser.files:
+            if f.endswith(".whl"):
+                try:
+                    versions.add(Version(snapshot.wheel_identity(Path(f))[1]).public)
+                except Exception:
+                    continue
+        if want not in versions:
+            raise InstallError(
+                f"the index {index_url} has no {pin.name} {pin.version} wheel; nothing was changed"
+            )
+
+
+def _stream(argv: Sequence[str], log_file: Any, ui: Ui, env: dict[str, str]) -> int:
+    child = proc.stream(argv, log_file, env=env)
+    try:
+        for line in child.lines():
+            ui.line(line)
+        return child.wait()
+    except BaseException:
+        child.kill()
+        raise
+
+
+def _staged(stage: Path) -> dict[str, tuple[str, Path]]:
+    out: dict[str, tuple[str, Path]] = {}
+    for whl in sorted(stage.glob("*.whl")):
+        name, version = snapshot.wheel_identity(whl)
+        out[name] = (version, whl)
+    return out
+
+
+def _unpacked_size(wheels: Sequence[Path]) -> int:
+    total = 0
+    for w in wheels:
+        with zipfile.ZipFile(w) as zf:
+            total += sum(i.file_size for i in zf.infolist())
+    return total
+
+
+def _check_space(path: str, need: int, what: str) -> None:
+    free = shutil.disk_usage(path).free
+    if free < need:
+        raise InstallError(
+            f"not enough disk space for {what}: {need / 2**20:.0f} MiB needed at {path}, "
+            f"{free / 2**20:.0f} MiB free; nothing was changed"
+        )
+
+
+def optional(module: str, name: str) -> Any:
+    """``module.name`` when that part of envsetup is present, else None."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def quick_check(python: str, plan: Plan) -> dict[str, Any]:
+    """The post-install check: the quick verification when present, else import torch and
+    compare its version and CUDA build with the plan."""
+    run_verify = optional("envsetup.verify", "run_verify")
+    if run_verify is not None:
+        report = run_verify(python, quick=True, plan=plan)
+        return {
+            "ok": bool(report.ok),
+            "results": [
+                {"name": r.name, "status": r.status, "detail": r.detail} for r in report.results
+            ],
+        }
+    from envsetup.target import run_script
+
+    script = (
+        "import json, torch\n"
+        "print(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda}))\n"
+    )
+    try:
+        got = run_script(python, script, timeout=300)
+    except EnvsetupError as exc:
+        return {"ok": False, "results": [_res("import torch", "fail", exc.message)]}
+    results = [_res("import torch", "pass", f"torch {got['version']}")]
+    want_version = plan.local_version or plan.torch
+    version_ok = (
+        got["version"] == want_version
+        if plan.local_version
+        else Version(got["version"]).public == Version(plan.torch).public
+    )
+    results.append(
+        _res("version", "pass" if version_ok else "fail", f"{got['version']} (plan {want_version})")
+    )
+    if plan.variant != "default":
+        cuda_ok = got["cuda"] == plan.cuda
+        results.append(
+            _res("cuda build", "pass" if cuda_ok else "fail", f"{got['cuda']} (plan {plan.cuda})")
+        )
+    return {"ok": all(r["status"] == "pass" for r in results), "results": results}
+
+
+def _res(name: str, status: str, detail: str) -> dict[str, str]:
+    return {"name": name, "status": status, "detail": detail}
+
+
+def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
+    info, backend, plan, notes = prepare(plan, opts)
+    for n in notes:
+        ui.note(n)
+    index = plan.index_url
+    out = Outcome(
+        ok=False, python=info.python, installer=backend.name, plan=plan, notes=notes,
+        dry_run=opts.dry_run,
+    )  # fmt: skip
+    out.direct = backend.direct(plan, index)
+    reqs_display = [f"{p.name}=={p.version}" for p in plan.pins]
+    if opts.dry_run:
+        stage = Path("STAGE")
+        out.commands = [backend.download(plan, stage, index), backend.install(stage, reqs_display)]
+        out.ok = True
+        return out
+
+    root = opts.cache_dir or cache_dir()
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    log_path = root / "logs" / f"install-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    out.log = str(log_path)
+    work = Path(tempfile.mkdtemp(prefix="install-", dir=root))
+    stage, saved_dir = work / "stage", work / "saved"
+    stage.mkdir()
+    env = proc.clean_env()
+    try:
+        with log_path.open("w", encoding="utf-8") as log:
+            if isinstance(backend, backends.CondaBackend):
+                _conda(plan, backend, info, out, log, ui, env, stage)
+                return _finish(out, plan, opts, ui)
+            # 1. Stage every file; the target is not touched.
+            if index:
+                ui.step(f"checking {index}")
+                preflight(index, plan)
+            ui.step(f"downloading torch {plan.torch} ({plan.variant}) and its dependencies")
+            argv = backend.download(plan, stage, index)
+            out.commands.append(argv)
+            try:
+                rc = _stream(argv, log, ui, env)
+            except KeyboardInterrupt:
+                raise EnvsetupError(
+                    "interrupted while downloading; nothing was changed",
+                    code="interrupted",
+                    exit_code=EXIT_INTERRUPTED,
+                ) from None
+            if rc != 0:
+                why = _tail(log_path) or f"exit {rc}"
+                raise InstallError(f"download failed: {why}; nothing was changed (log: {log_path})")
+            staged = _staged(stage)
+            missing = [p.name for p in plan.pins if tgt.normalize(p.name) not in staged]
+            if missing:
+                raise InstallError(
+                    f"the index gave no wheel for {', '.join(missing)}; nothing was changed "
+                    f"(log: {log_path})"
+                )
+            ui.done(f"downloaded {len(staged)} files")
+            # 2. What will change, disk space, and a saved copy of what will be replaced.
+            at_risk = {n: v for n, (v, _) in staged.items() if info.dists.get(n) != v}
+            wheels = [staged[n][1] for n in at_risk]
+            site = info.platlib or info.purelib
+            _check_space(site, _unpacked_size(wheels), "the install")
+            replaced = [n for n in at_risk if n in info.dists]
+            if replaced:
+                ui.step(f"saving the installed {', '.join(replaced)} for a restore")
+            saved = snapshot.save(info, replaced, saved_dir)
+            before_listing = snapshot.listing(info)
+            # 3. Install offline, from the stage only.
+            reqs = [f"{p.name}=={staged[tgt.normalize(p.name)][0]}" for p in plan.pins]
+            argv = backend.install(stage, reqs)
+            out.commands.append(argv)
+            ui.step(f"installing with {backend.name}")
+            interrupted = False
+            try:
+                rc = _stream(argv, log, ui, env)
+            except KeyboardInterrupt:
+                interrupted, rc = True, -int(signal.SIGINT)
+            if rc != 0:
+                why = (
+                    "interrupted"
+                    if interrupted
+                    else _tail(log_path)
+                    or (f"the installer was killed (signal {-rc})" if rc < 0 else f"exit {rc}")
+                )
+                ui.step("restoring the previous state")
+                log.write("\n# restoring the previous state\n")
+                problems = _restore(backend, info, saved, saved_dir, wheels, before_listing, log)
+                out.restored = not problems
+                state = (
+                    "the environment was restored to its previous state"
+                    if not problems
+                    else f"the restore left differences: {'; '.join(problems[:5])}"
+                )
+                raise InstallError(
+                    f"install failed ({why}); {state} (log: {log_path})",
+                    exit_code=EXIT_INTERRUPTED if interrupted else None,
+                )
+            after = tgt.probe(info.python).dists
+            out.changed = snapshot.differences(info.dists, after)
+            ui.done(f"installed {', '.join(reqs)} with {backend.name}")
+        return _finish(out, plan, opts, ui)
+    finally:
+        ui.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _finish(out: Outcome, plan: Plan, opts: Options, ui: Ui) -> Outcome:
+    if opts.verify:
+        ui.step("checking torch in the target")
+        out.verify = quick_check(out.python, plan)
+        ui.close()
+        if not out.verify["ok"]:
+            bad = [r for r in out.verify["results"] if r["status"] == "fail"]
+            detail = "; ".join(f"{r['name']}: {r['detail']}" for r in bad) or "failed"
+            out.error = f"installed, but the check failed: {detail}"
+            return out
+    out.ok = True
+    return out
+
+
+def _restore(
+    backend: backends.Backend,
+    info: tgt.TargetInfo,
+    saved: list[snapshot.Saved],
+    saved_dir: Path,
+    wheels: list[Path],
+    before_listing: set[str],
+    log: Any,
+) -> list[str]:
+    """Put the environment back as :attr:`info` recorded it; return what still differs."""
+    env = proc.clean_env()
+    now = tgt.probe(info.python).dists
+    names = {snapshot.wheel_identity(w)[0] for w in wheels}
+    touched = sorted(n for n in names if n in now and now[n] != info.dists.get(n))
+    if touched:
+        _quiet(backend.uninstall(touched), log, env)
+    snapshot.scrub(info, wheels, before_listing)
+    if saved:
+        _quiet(backend.reinstall(saved_dir, [f"{s.name}=={s.version}" for s in saved]), log, env)
+    return snapshot.differences(info.dists, tgt.probe(info.python).dists)
+
+
+def _quiet(argv: Sequence[str], log: Any, env: dict[str, str]) -> int:
+    child = proc.stream(argv, log, env=env)
+    for _ in child.lines():
+        pass
+    return child.wait()
+
+
+def _conda(
+    plan: Plan,
+    backend: backends.CondaBackend,
+    info: tgt.TargetInfo,
+    out: Outcome,
+    log: Any,
+    ui: Ui,
+    env: dict[str, str],
+    stage: Path,
+) -> Outcome:
+    """conda: download-only, then offline install; a failure rolls back to the last revision."""
+    import json
+
+    res = proc.run(backend.revisions(), timeout=120, env=env)
+    try:
+        revision = int(json.loads(res.stdout)[-1]["rev"]) if res.ok else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        revision = None
+    ui.step(f"downloading torch {plan.torch} with conda")
+    argv = backend.download(plan, stage, None)
+    out.commands.append(argv)
+    rc = _stream(argv, log, ui, env)
+    if rc != 0:
+        raise InstallError(f"conda download failed: {_tail(Path(out.log or '')) or f'exit {rc}'}; "
+                           f"nothing was changed (log: {out.log})")  # fmt: skip
+    argv = backend.install(stage, [])
+    out.commands.append(argv)
+    ui.step("installing with conda (offline)")
+    rc = _stream(argv, log, ui, env)
+    if rc != 0:
+        restored = revision is not None and _quiet(backend.revision(revision), log, env) == 0
+        out.restored = restored
+        state = (
+            f"rolled back to conda revision {revision}"
+            if restored
+            else "the rollback failed: see the log"
+        )
+        raise InstallError(f"conda install failed (exit {rc}); {state} (log: {out.log})")
+    after = tgt.probe(info.python).dists
+    out.changed = snapshot.differences(info.dists, after)
+    return out

@@ -1,0 +1,114 @@
+"""End to end with the real CPU torch wheel, and the wizard driven through a real terminal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import TORCH_VERSION, make_venv
+from tests.indexserver import IndexServer
+from tests.test_install import CLI, PY, envsetup, freeze, hermetic_env, make_plan, write_plan
+
+
+@pytest.fixture(scope="module")
+def cpu_index(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real torch wheel and its dependencies (from this machine's pip cache) as /cpu/."""
+    root = tmp_path_factory.mktemp("cpu-index")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", f"torch=={TORCH_VERSION}",
+         "--only-binary=:all:", "-d", str(root / "cpu")],
+        check=True, timeout=600,
+    )  # fmt: skip
+    with IndexServer(root) as server:
+        yield server
+
+
+@pytest.mark.timeout(600)
+def test_real_cpu_torch_end_to_end(cpu_index: IndexServer, tmp_path: Path) -> None:
+    plan = make_plan(torch=TORCH_VERSION, variant="cpu", cuda=None, vision=None)
+    path = write_plan(tmp_path, plan)
+    venv = tmp_path / "venv"
+    cp = envsetup(
+        "install", "--yes", "--variant", "cpu", "--torch", TORCH_VERSION, "--venv", str(venv),
+        "--index-url", cpu_index.index("cpu"), env=hermetic_env(tmp_path),
+    )  # fmt: skip
+    if cp.returncode == 2 and "--plan-file" in cp.stderr:  # no resolver in this tree: same plan
+        cp = envsetup(
+            "install", "--yes", "--plan-file", path, "--venv", str(venv),
+            "--index-url", cpu_index.index("cpu"), env=hermetic_env(tmp_path),
+        )  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    code = "import torch; print(torch.__version__, torch.version.cuda, torch.ones(2).sum().item())"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split()  # fmt: skip
+    assert out == [f"{TORCH_VERSION}+cpu", "None", "2.0"]
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> Any:
+    pexpect = pytest.importorskip("pexpect")
+    return pexpect.spawn(
+        sys.executable, ["-c", CLI, *args], env=env, encoding="utf-8", timeout=60,
+        dimensions=(40, 160),
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+def test_wizard_through_a_terminal(tmp_path: Path) -> None:
+    from tests.indexserver import companion_wheel, torch_wheel
+
+    root = tmp_path / "idx"
+    torch_wheel(root / "cu121", "2.4.1+cu121", "12.1")
+    companion_wheel(root / "cu121", "torchvision", "0.19.1+cu121", "2.4.1")
+    with IndexServer(root) as server:
+        plan = write_plan(tmp_path, make_plan())
+        venv = tmp_path / "wiz-venv"
+        env = hermetic_env(tmp_path, TERM="xterm")
+        child = _spawn(
+            ["install", "--plan-file", plan, "--installer", "pip",
+             "--index-url", server.index("cu121")], env,
+        )  # fmt: skip
+        child.expect("Install into which environment")
+        child.send("\x1b[B\x1b[B")  # down twice: a new venv at a path
+        child.send("\r")
+        child.expect("Path of the new venv")
+        child.send("\x15" + str(venv) + "\r")  # Ctrl-U clears the default
+        child.expect("torch version")
+        child.send("\r")
+        child.expect("variant")
+        child.send("\r")
+        child.expect("Also install")
+        child.send("\r")
+        child.expect("Installer")
+        child.send("\r")
+        child.expect("envsetup will run")
+        child.expect("Go ahead")
+        child.send("y")
+        child.expect("installed into", timeout=120)
+        child.expect(pexpect_eof())
+        child.close()
+        assert child.exitstatus == 0
+    assert "torch==2.4.1+cu121" in freeze(venv / "bin" / "python")
+
+
+def pexpect_eof() -> Any:
+    import pexpect
+
+    return pexpect.EOF
+
+
+@pytest.mark.timeout(60)
+def test_wizard_ctrl_c_exits_130_with_nothing_changed(tmp_path: Path) -> None:
+    py = make_venv(tmp_path / "venv")
+    before = freeze(py)
+    plan = write_plan(tmp_path, make_plan())
+    child = _spawn(["install", "--plan-file", plan, "--python", str(py)], hermetic_env(tmp_path))
+    child.expect("Install into which environment")
+    child.sendintr()
+    child.expect(pexpect_eof())
+    child.close()
+    assert child.exitstatus == 130
+    assert freeze(py) == before
+    assert PY  # the plan was for this interpreter
