@@ -12,20 +12,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from tests.conftest import make_venv
-from tests.indexserver import IndexServer, companion_wheel, torch_wheel
 
+from conftest import make_venv
 from envsetup.install import backends
 from envsetup.install.export import export
 from envsetup.install.target import probe
 from envsetup.plan import Pin, Plan
+from indexserver import IndexServer, companion_wheel, torch_wheel
 
-# `python -m envsetup`, minus the command modules this tree does not have yet.
-CLI = (
-    "import importlib.util as u, envsetup.commands as c;"
-    "c.COMMANDS = [n for n in c.COMMANDS if u.find_spec('envsetup.commands.' + n)];"
-    "from envsetup.cli import main; main()"
-)
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
@@ -48,7 +42,7 @@ def hermetic_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 def envsetup(*args: str, env: dict[str, str], timeout: float = 300) -> Any:
     return subprocess.run(
-        [sys.executable, "-c", CLI, *args],
+        [sys.executable, "-m", "envsetup", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -118,7 +112,7 @@ def test_install_into_fresh_venv(installer: str, index: IndexServer, tmp_path: P
     py = make_venv(tmp_path / "venv")
     plan = write_plan(tmp_path, make_plan())
     env = hermetic_env(tmp_path)
-    args = ["install", "--yes", "--json", "--plan-file", plan, "--python", str(py)]
+    args = ["install", "--yes", "--no-verify", "--json", "--plan-file", plan, "--python", str(py)]
     cp = envsetup(*args, "--installer", installer, "--index-url", index.index("cu121"), env=env)
     assert cp.returncode == 0, cp.stderr
     doc = json.loads(cp.stdout)
@@ -131,7 +125,7 @@ def test_install_into_fresh_venv(installer: str, index: IndexServer, tmp_path: P
     assert "--no-index" in doc["commands"][1]
     # An upgrade over an existing install: the other variant replaces the first.
     plan2 = write_plan(tmp_path, make_plan(variant="cu118", cuda="11.8"))
-    args[4] = plan2
+    args[args.index("--plan-file") + 1] = plan2
     cp = envsetup(*args, "--installer", installer, "--index-url", index.index("cu118"), env=env)
     assert cp.returncode == 0, cp.stderr
     assert torch_in(py) == ("2.4.1+cu118", "11.8")
@@ -144,7 +138,7 @@ def test_new_venv_uv_is_default(index: IndexServer, tmp_path: Path) -> None:
     # uv is on PATH (the test extra installs it next to this interpreter).
     env = hermetic_env(tmp_path, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cp = envsetup(
-        "install", "--yes", "--plan-file", plan, "--venv", str(venv),
+        "install", "--yes", "--no-verify", "--plan-file", plan, "--venv", str(venv),
         "--index-url", index.index("cu121"), env=env,
     )  # fmt: skip
     assert cp.returncode == 0, cp.stderr
@@ -183,7 +177,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         (["--python", str(tmp_path / "nope")], "no such file"),
     ]
     for args, needle in cases:
-        cp = envsetup("install", "--yes", *args, env=env)
+        cp = envsetup("install", "--yes", "--no-verify", *args, env=env)
         assert cp.returncode == 2, (args, cp.stderr)
         assert cp.stderr.count("\n") == 1 and needle in cp.stderr, cp.stderr
         assert "Traceback" not in cp.stderr
@@ -193,7 +187,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
 def test_plan_for_another_python_is_refused(tmp_path: Path) -> None:
     py = make_venv(tmp_path / "venv", pip=False)
     plan = write_plan(tmp_path, Plan.from_dict({**make_plan().to_dict(), "python": "3.4"}))
-    cp = envsetup("install", "--yes", "--plan-file", plan, "--python", str(py),
+    cp = envsetup("install", "--yes", "--no-verify", "--plan-file", plan, "--python", str(py),
                   env=hermetic_env(tmp_path))  # fmt: skip
     assert cp.returncode == 2
     assert "the plan is for Python 3.4" in cp.stderr
@@ -215,14 +209,15 @@ def test_externally_managed_interpreter_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_no_resolver_is_a_clear_error(tmp_path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("envsetup.resolve") is not None:
-        pytest.skip("the resolver is present")
-    cp = envsetup("install", "--yes", "--torch", "2.4", env=hermetic_env(tmp_path))
-    assert cp.returncode == 2
-    assert "--plan-file" in cp.stderr and cp.stderr.count("\n") == 1
+def test_flags_resolve_through_the_table_and_dry_run_changes_nothing(tmp_path: Path) -> None:
+    py = make_venv(tmp_path / "venv")
+    before = freeze(py)
+    cp = envsetup("install", "--yes", "--dry-run", "--variant", "cpu", "--torch", "2.13",
+                  "--installer", "pip", "--python", str(py), env=hermetic_env(tmp_path))  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    # the resolver's pick for "2.13, cpu" on this machine, with the CPU index of the PyTorch index
+    assert "torch==2.13.0" in cp.stdout and "/whl/cpu" in cp.stdout
+    assert freeze(py) == before
 
 
 def test_exports_requirements_and_conda(tmp_path: Path) -> None:
@@ -299,7 +294,7 @@ def test_conda_for_real(tmp_path: Path) -> None:  # pragma: no cover - needs con
     plan = make_plan(torch="2.5.1", variant="cpu", cuda=None, vision=None)
     plan = Plan.from_dict({**plan.to_dict(), "local_version": None})
     path = write_plan(tmp_path, plan)
-    cp = envsetup("install", "--yes", "--plan-file", path, "--python", str(prefix),
+    cp = envsetup("install", "--yes", "--no-verify", "--plan-file", path, "--python", str(prefix),
                   "--installer", "conda", env=dict(os.environ))  # fmt: skip
     assert cp.returncode == 0, cp.stderr
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import make_venv
-from tests.indexserver import Fault, IndexServer, companion_wheel, torch_wheel
-from tests.test_install import CLI, envsetup, freeze, hermetic_env, make_plan, torch_in, write_plan
+
+from conftest import make_venv
+from indexserver import Fault, IndexServer, companion_wheel, torch_wheel
+from test_install import envsetup, freeze, hermetic_env, make_plan, torch_in, write_plan
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_download_faults_change_nothing(
     index.fault = fault
     try:
         cp = envsetup(
-            "install", "--yes", "--plan-file", plan, "--python", str(old_venv),
+            "install", "--yes", "--no-verify", "--plan-file", plan, "--python", str(old_venv),
             "--installer", "pip", "--index-url", index.index("cu121"), env=hermetic_env(tmp_path),
         )  # fmt: skip
     finally:
@@ -107,7 +108,7 @@ def test_installer_killed_mid_install_is_restored(
     plan = write_plan(tmp_path, make_plan())
     env = hermetic_env(tmp_path)
     child = subprocess.Popen(
-        [sys.executable, "-c", CLI, "install", "--yes", "--plan-file", plan, "--python", str(py),
+        [sys.executable, "-m", "envsetup", "install", "--yes", "--no-verify", "--plan-file", plan, "--python", str(py),
          "--installer", installer, "--index-url", index.index("cu121")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         stdin=subprocess.DEVNULL,
@@ -147,7 +148,7 @@ def test_ctrl_c_during_download_changes_nothing(
     index.serving_file.clear()
     try:
         child = subprocess.Popen(
-            [sys.executable, "-c", CLI, "install", "--yes", "--plan-file", plan,
+            [sys.executable, "-m", "envsetup", "install", "--yes", "--no-verify", "--plan-file", plan,
              "--python", str(old_venv), "--installer", "pip",
              "--index-url", index.index("cu121")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -40,10 +40,12 @@ def a100(tmp_path: Path) -> Path:
 
 
 def test_plan_json(a100: Path) -> None:
-    r = envsetup("plan", "--profile", str(a100), "--torch", "2.4", "--json")
+    r = envsetup("plan", "--profile", str(a100), "--torch", "2.4", "--vision", "--json")
     assert r.returncode == 0, r
     doc = r.json()
     assert doc["plan"]["requirements"] == ["torch==2.4.1", "torchvision==0.19.1"]
+    alone = envsetup("plan", "--profile", str(a100), "--torch", "2.4", "--json").json()
+    assert alone["plan"]["requirements"] == ["torch==2.4.1"]  # companions only when asked
     assert doc["plan"]["index_url"] == "https://download.pytorch.org/whl/cu121"
     assert doc["commands"]["pip"][0][-2:] == [
         "--index-url",

@@ -431,7 +431,9 @@ def test_bad_variant(table: Table) -> None:
 
 
 def test_install_commands(table: Table) -> None:
-    old = resolve(machine(driver="535.104.05", ccs=("8.0",)), Request(torch="2.4"), table)
+    old = resolve(
+        machine(driver="535.104.05", ccs=("8.0",)), Request(torch="2.4", vision=True), table
+    )
     cmds = install_commands(old, "/opt/env/bin/python")
     assert cmds["pip"] == [
         [

@@ -18,7 +18,7 @@ PYTORCH_INDEX = "https://download.pytorch.org/whl"
 class Request:
     torch: Optional[str] = None  # a version spec: "2.4", "2.4.1", ">=2.3,<2.6"; None = newest
     variant: str = "auto"  # auto | cpu | cu121 | rocm6.1 | default (the plain package-index build)
-    vision: bool = True
+    vision: bool = False
     audio: bool = False
     index_base: str = PYTORCH_INDEX  # mirrors keeping the PyTorch index layout override it
 

@@ -15,15 +15,6 @@ from envsetup.cli import app
 from envsetup.errors import EXIT_FAIL, EnvsetupError, UsageError
 
 
-def _optional(module: str, name: str) -> Any:
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
 def _with(value: Optional[str]) -> Optional[tuple[bool, bool]]:
     if value is None:
         return None
@@ -63,24 +54,19 @@ def _narrow(plan: Any, extras: Optional[tuple[bool, bool]]) -> Any:
     if want - have:
         raise UsageError(
             f"--with asks for {', '.join(sorted(want - have))}, which the plan file has no pin "
-            "for; make the plan with it (envsetup plan --with …)"
+            "for; make the plan with it (envsetup plan --vision --audio --json)"
         )
     return replace(plan, pins=tuple(p for p in plan.pins if p.name in want))
 
 
 def _resolver(python: str) -> Any:
-    load_table = _optional("envsetup.compat", "load_table")
-    resolve = _optional("envsetup.resolve", "resolve")
-    detect = _optional("envsetup.detect", "detect_profile")
-    if load_table is None or resolve is None or detect is None:
-        raise UsageError(
-            "this envsetup has no resolver to make a plan; "
-            "pass a ready plan with --plan-file PLAN.json"
-        )
+    from envsetup.compat import load_table
+    from envsetup.detect import detect_profile
     from envsetup.plan import Request
+    from envsetup.resolve import resolve
 
     table = load_table()
-    profile = detect(python)
+    profile = detect_profile(python)
 
     def replan(torch: Optional[str], variant: Optional[str], vision: bool, audio: bool) -> Any:
         spec = f"=={torch}" if torch and torch[0].isdigit() and torch.count(".") >= 2 else torch
@@ -185,7 +171,7 @@ def install(
         plan = _narrow(read_plan(plan_file), extras)
     else:
         replan = _resolver(target or base)
-        vision, audio = extras if extras is not None else (True, False)
+        vision, audio = extras if extras is not None else (False, False)  # torch alone unless asked
         plan = replan(torch, variant, vision, audio)
 
     if export:

@@ -58,7 +58,7 @@ def plan_command(
     variant: str = typer.Option(
         "auto", "--variant", help="auto, default (plain package index), cpu, cuXYZ or rocmX.Y."
     ),
-    vision: bool = typer.Option(True, "--vision/--no-vision", help="Include torchvision."),
+    vision: bool = typer.Option(False, "--vision/--no-vision", help="Include torchvision."),
     audio: bool = typer.Option(False, "--audio/--no-audio", help="Include torchaudio."),
     index_base: Optional[str] = typer.Option(
         None,

@@ -190,58 +190,23 @@ def _check_space(path: str, need: int, what: str) -> None:
         )
 
 
-def optional(module: str, name: str) -> Any:
-    """``module.name`` when that part of envsetup is present, else None."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
+CONFIRM_CHECKS = ("import", "versions")
 
 
-def quick_check(python: str, plan: Plan) -> dict[str, Any]:
-    """The post-install check: the quick verification when present, else import torch and
-    compare its version and CUDA build with the plan."""
-    run_verify = optional("envsetup.verify", "run_verify")
-    if run_verify is not None:
-        report = run_verify(python, quick=True, plan=plan)
-        return {
-            "ok": bool(report.ok),
-            "results": [
-                {"name": r.name, "status": r.status, "detail": r.detail} for r in report.results
-            ],
-        }
-    from envsetup.target import run_script
+def quick_check(python: str, plan: Plan, device_checks: bool = True) -> dict[str, Any]:
+    """The post-install check: torch imports and is the planned build (version and CUDA),
+    and, unless ``device_checks`` is off (--no-verify), the quick verification on the device."""
+    from envsetup.verify import run_verify
 
-    script = (
-        "import json, torch\n"
-        "print(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda}))\n"
+    report = run_verify(
+        python, quick=True, plan=plan, checks=None if device_checks else CONFIRM_CHECKS
     )
-    try:
-        got = run_script(python, script, timeout=300)
-    except EnvsetupError as exc:
-        return {"ok": False, "results": [_res("import torch", "fail", exc.message)]}
-    results = [_res("import torch", "pass", f"torch {got['version']}")]
-    want_version = plan.local_version or plan.torch
-    version_ok = (
-        got["version"] == want_version
-        if plan.local_version
-        else Version(got["version"]).public == Version(plan.torch).public
-    )
-    results.append(
-        _res("version", "pass" if version_ok else "fail", f"{got['version']} (plan {want_version})")
-    )
-    if plan.variant != "default":
-        cuda_ok = got["cuda"] == plan.cuda
-        results.append(
-            _res("cuda build", "pass" if cuda_ok else "fail", f"{got['cuda']} (plan {plan.cuda})")
-        )
-    return {"ok": all(r["status"] == "pass" for r in results), "results": results}
-
-
-def _res(name: str, status: str, detail: str) -> dict[str, str]:
-    return {"name": name, "status": status, "detail": detail}
+    return {
+        "ok": bool(report.ok),
+        "results": [
+            {"name": r.name, "status": r.status, "detail": r.detail} for r in report.results
+        ],
+    }
 
 
 def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
@@ -350,15 +315,14 @@ def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
 
 
 def _finish(out: Outcome, plan: Plan, opts: Options, ui: Ui) -> Outcome:
-    if opts.verify:
-        ui.step("checking torch in the target")
-        out.verify = quick_check(out.python, plan)
-        ui.close()
-        if not out.verify["ok"]:
-            bad = [r for r in out.verify["results"] if r["status"] == "fail"]
-            detail = "; ".join(f"{r['name']}: {r['detail']}" for r in bad) or "failed"
-            out.error = f"installed, but the check failed: {detail}"
-            return out
+    ui.step("verifying torch in the target" if opts.verify else "checking torch imports")
+    out.verify = quick_check(out.python, plan, device_checks=opts.verify)
+    ui.close()
+    if not out.verify["ok"]:
+        bad = [r for r in out.verify["results"] if r["status"] == "fail"]
+        detail = "; ".join(f"{r['name']}: {r['detail']}" for r in bad) or "failed"
+        out.error = f"installed, but the check failed: {detail}"
+        return out
     out.ok = True
     return out
 
