@@ -1,4 +1,13 @@
-"""``envsetup`` with no command: the whole journey (doctor, plan, install, verify)."""
+"""``envsetup`` with no command, on a terminal: the whole journey.
+
+1. doctor: what is wrong with this machine (errors first, each with its fix);
+2. plan: the build this machine should have, and why;
+3. install: the wizard (target, version, variant, packages, installer, confirmation), which
+   ends with the quick verification in the environment it installed into;
+   or, when the planned build is already there, 4. verify it.
+
+Without a terminal there is nothing to ask: it prints the help instead.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,84 @@ import sys
 
 import typer
 
+from envsetup.errors import EXIT_FAIL
+
 
 def run(ctx: typer.Context) -> None:
-    sys.stdout.write(ctx.get_help() + "\n")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        sys.stdout.write(ctx.get_help() + "\n")
+        sys.stdout.write(
+            "\nOn a terminal, `envsetup` alone runs doctor, plan, install and verify.\n"
+        )
+        return
+
+    import questionary
+    from rich.console import Console
+
+    from envsetup.commands.doctor import table_rules
+    from envsetup.compat import load_table
+    from envsetup.detect import detect_profile
+    from envsetup.diagnose import diagnose
+    from envsetup.errors import NoBuildError
+    from envsetup.plan import Request
+    from envsetup.render import SEVERITY_MARK, SEVERITY_STYLE, verdict
+    from envsetup.resolve import resolve
+
+    console = Console(highlight=False)
+    console.rule("[bold]1/3 doctor[/bold]")
+    profile = detect_profile(None)
+    findings = diagnose(profile, table_rules())
+    gpus = [g.name or "?" for g in profile.nvidia.gpus if g.visible]
+    console.print(
+        f"{profile.system.distro_name or profile.system.os} {profile.system.arch} · Python "
+        f"{profile.python.version} · "
+        + (
+            f"{', '.join(gpus)} (driver {profile.nvidia.driver_version})"
+            if gpus
+            else "no NVIDIA GPU"
+        )
+        + f" · torch {profile.torch.version or 'not installed'}"
+    )
+    for f in findings:
+        if f.severity == "info":
+            continue
+        style = SEVERITY_STYLE[f.severity]
+        console.print(f"[{style}]{SEVERITY_MARK[f.severity]} {f.code}[/{style}]  {f.message}")
+        if f.fix:
+            console.print(f"    fix: {f.fix}")
+    console.print(verdict(findings) + "  (envsetup doctor shows everything)")
+
+    console.rule("[bold]2/3 plan[/bold]")
+    wants = Request(
+        vision=profile.torch.package("torchvision") is not None,
+        audio=profile.torch.package("torchaudio") is not None,
+    )
+    try:
+        plan = resolve(profile, wants, load_table())
+    except NoBuildError as exc:
+        console.print(f"[bold red]no torch build fits this machine[/bold red]: {exc.message}")
+        raise typer.Exit(exc.exit_code) from None
+    console.print(f"[bold]{' '.join(plan.requirements())}[/bold] ({plan.variant})")
+    for reason in plan.why[:3]:
+        console.print(f"  - {reason}")
+    for warning in plan.warnings:
+        console.print(f"  [yellow]! {warning}[/yellow]")
+
+    parent = ctx.command
+    assert isinstance(parent, typer.core.TyperGroup)
+    if profile.torch.version == (plan.local_version or plan.torch):
+        console.rule("[bold]3/3 verify[/bold]")
+        console.print(f"torch {profile.torch.version} is already the planned build: verifying it")
+        ctx.invoke(parent.get_command(ctx, "verify"), quick=True)  # type: ignore[arg-type]
+        return
+
+    console.rule("[bold]3/3 install and verify[/bold]")
+    go = questionary.confirm(
+        "Install it now? (the wizard lets you change each choice)"
+    ).unsafe_ask()
+    if go is None:
+        raise KeyboardInterrupt
+    if not go:
+        console.print("nothing was changed; `envsetup install` runs the wizard any time")
+        raise typer.Exit(EXIT_FAIL if any(f.severity == "error" for f in findings) else 0)
+    ctx.invoke(parent.get_command(ctx, "install"))  # type: ignore[arg-type]

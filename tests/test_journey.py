@@ -1,0 +1,55 @@
+"""`envsetup` alone on a terminal: doctor, plan, then the install wizard; driven through a real
+pseudo-terminal. Nothing is installed here (the install wizard has its own terminal test)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_cli
+from machines import h100x8, write
+
+pexpect = pytest.importorskip("pexpect")
+
+
+def spawn(tmp_path: Path, recording: dict[str, Any]) -> Any:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVSETUP_")}
+    env.update(NO_COLOR="1", TERM="xterm", ENVSETUP_HW_REPLAY=write(tmp_path, recording))
+    return pexpect.spawn(sys.executable, ["-m", "envsetup"], env=env, encoding="utf-8",
+                         timeout=60, dimensions=(50, 160))  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+def test_journey_shows_doctor_then_plan_and_changes_nothing_when_declined(tmp_path: Path) -> None:
+    child = spawn(tmp_path, h100x8())
+    child.expect("1/3 doctor")
+    child.expect("NVIDIA H100 80GB HBM3")
+    child.expect("2/3 plan")
+    # driver 565 on Hopper: a CUDA 12.x build (13.x needs 580), chosen by the resolver
+    child.expect(r"torch==\S+ \((cu12\d)\)")
+    child.expect("Install it now")
+    child.sendline("n")
+    child.expect("nothing was changed")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_at_the_prompt_exits_130(tmp_path: Path) -> None:
+    child = spawn(tmp_path, h100x8())
+    child.expect("Install it now")
+    child.kill(signal.SIGINT)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+
+
+def test_without_a_terminal_it_prints_the_help() -> None:
+    res = run_cli()
+    assert res.returncode == 0
+    assert "doctor" in res.stdout and "On a terminal, `envsetup` alone runs" in res.stdout
