@@ -12,8 +12,8 @@ import pytest
 
 from conftest import make_venv, run_cli
 from envsetup.schema import SCHEMA_FILE, doctor_schema, profile_schema
+from indexserver import build_wheel, companion_wheel, torch_wheel
 from machines import cpu_only, h100x8, nvml_error, recorded, titanv_ada, write
-from wheels import build_wheel, fake_torch_files
 
 
 def site_packages(python: Path) -> str:
@@ -38,9 +38,7 @@ def overlay(torch_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("overlay")
     py = make_venv(root / "venv")
     Path(site_packages(py), "zz-torch-venv.pth").write_text(site_packages(torch_venv) + "\n")
-    tv = build_wheel(root / "w", "torchvision", "0.19.1", {"torchvision/__init__.py": ""},
-                     requires=("torch==2.4.1", "numpy"))  # fmt: skip
-    pip_install(py, tv)
+    pip_install(py, companion_wheel(root / "w", "torchvision", "0.19.1", "2.4.1"))
     return py
 
 
@@ -129,12 +127,7 @@ def test_planted_torchvision_for_another_torch(overlay: Path, tmp_path: Path) ->
 def test_two_torch_copies(torch_venv: Path, tmp_path: Path) -> None:
     venv = make_venv(tmp_path / "dup")
     Path(site_packages(venv), "zz.pth").write_text(site_packages(torch_venv) + "\n")
-    pip_install(
-        venv,
-        build_wheel(
-            tmp_path / "w", "torch", "2.4.1+cu121", fake_torch_files("2.4.1+cu121", "12.1")
-        ),
-    )
+    pip_install(venv, torch_wheel(tmp_path / "w", "2.4.1+cu121", "12.1"))
     rc, doc = doctor_json(
         "--python", str(venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())}
     )
@@ -159,9 +152,9 @@ def test_deep_imports_torch_in_the_target(torch_venv: Path, tmp_path: Path) -> N
 
 def test_deep_reports_a_broken_import(tmp_path: Path) -> None:
     venv = make_venv(tmp_path / "broken", pip=True)
-    files = {"torch/__init__.py": "raise ImportError('libtorch_cpu.so: cannot open shared object file')\n",
-             "torch/version.py": "__version__ = '2.4.1'\ncuda = None\n"}  # fmt: skip
-    pip_install(venv, build_wheel(tmp_path / "w", "torch", "2.4.1", files))
+    files = {"torch/__init__.py": b"raise ImportError('libtorch_cpu.so: cannot open shared object file')\n",
+             "torch/version.py": b"__version__ = '2.4.1'\ncuda = None\n"}  # fmt: skip
+    pip_install(venv, build_wheel(tmp_path / "w", "torch", "2.4.1", files=files))
     rc, doc = doctor_json(
         "--deep", "--python", str(venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())}
     )
