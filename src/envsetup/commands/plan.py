@@ -36,14 +36,8 @@ def load_profile(path: Path) -> Any:
 
 
 def this_machine(python: Optional[str]) -> Any:
-    from envsetup.errors import UsageError
+    from envsetup.detect import detect_profile
 
-    try:
-        from envsetup.detect import detect_profile  # type: ignore[attr-defined,import-untyped,unused-ignore]
-    except ImportError:
-        raise UsageError(
-            "detecting this machine is not available in this build: pass --profile FILE"
-        ) from None
     return detect_profile(python=python)
 
 

@@ -109,25 +109,22 @@ def check_names(*, quick: bool = False, bench: bool = False) -> list[str]:
 
 
 def nvml_gpu_names() -> tuple[Optional[list[str]], str]:
-    """The visible GPUs' names as the driver (NVML) lists them, through doctor's probe.
+    """The visible GPUs' names as the driver (NVML) lists them, through doctor's NVIDIA probe.
 
     Returns (names or None, a note saying why there is nothing to compare with).
     """
-    import importlib
+    import os
+
+    from envsetup.detect import hw
+    from envsetup.detect.nvidia import probe_nvidia
 
     try:
-        detect_profile = importlib.import_module("envsetup.detect").detect_profile
-    except (ImportError, AttributeError):
-        return None, "not compared with NVML (the NVML probe is not available)"
-    try:
-        profile = detect_profile(python=None, deep=False)
+        nvidia = probe_nvidia(hw.default(), os.environ)
     except Exception as exc:  # a probe must never break verify
         return None, f"not compared with NVML (probe failed: {type(exc).__name__}: {exc})"
-    nvidia = getattr(profile, "nvidia", None)
-    gpus = getattr(nvidia, "gpus", None) if nvidia is not None else None
-    if not gpus:
+    names = [g.name for g in nvidia.gpus if g.visible and g.name]
+    if not names:
         return None, "not compared with NVML (NVML lists no GPU)"
-    names = [str(g.name) for g in gpus if getattr(g, "visible", True) is not False and g.name]
     return names, "compared with NVML"
 
 
