@@ -195,7 +195,7 @@ def test_nvidia_smi_fallback_gives_gpus_and_cuda() -> None:
     assert [(g.name, g.compute_capability) for g in nv.gpus] == [("NVIDIA GeForce RTX 4070", "8.9")]
 
 
-def test_nvidia_smi_mismatch_text_classifies_when_nvml_is_silent() -> None:
+def test_nvidia_smi_names_the_mismatch_when_our_nvml_could_not_load() -> None:
     rec = {"files": pci([("0x10de", "0x030200")])}  # no NVML recording: library not found
     rec["commands"] = {
         "nvidia-smi --query-gpu=index,name,uuid,pci.bus_id,memory.total,driver_version,compute_cap "
@@ -206,7 +206,8 @@ def test_nvidia_smi_mismatch_text_classifies_when_nvml_is_silent() -> None:
     }
     nv = probe_nvidia(Replay(rec), {})
     assert nv.nvml_error is not None
-    assert nv.nvml_error.kind == "library_not_found"  # NVML's own answer comes first
+    # nvidia-smi's own NVML said exactly what is wrong: that beats "library not found"
+    assert nv.nvml_error.kind == "lib_rm_version_mismatch"
 
 
 def test_no_nvidia_at_all() -> None:
@@ -227,3 +228,23 @@ def test_amd_and_apple_presence() -> None:
     assert probe_other(Replay({}), "darwin", "arm64", "14.5").mps is True
     assert probe_other(Replay({}), "darwin", "arm64", "12.2").mps is False
     assert probe_other(Replay({}), "darwin", "x86_64", "14.5").mps is False
+
+
+def test_a_gpu_nvml_cannot_open_does_not_hide_the_others() -> None:
+    from envsetup.detect.nvidia import SMI_QUERY
+
+    rec = titanv_ada()
+    rec["nvml"]["devices"][0] = {}  # every query of GPU 0 fails (e.g. outside this job's cgroup)
+    nv = probe_nvidia(Replay(rec), {})
+    assert nv.driver_version == "570.86.15"
+    assert [g.name for g in nv.gpus] == [None, "NVIDIA RTX 5880 Ada Generation"]
+    assert any(k.startswith("gpus[0].") for k in nv.unknown)
+
+    rec = titanv_ada(missing=["nvmlDeviceGetHandleByIndex"])  # NVML lists no GPU at all
+    rec["commands"] = {
+        f"nvidia-smi --query-gpu={SMI_QUERY} --format=csv,noheader,nounits": {
+            "stdout": "0, NVIDIA TITAN V, GPU-0, 00000000:01:00.0, 12288, 570.86.15, 7.0\n"
+        }
+    }
+    nv = probe_nvidia(Replay(rec), {})
+    assert [(g.name, g.compute_capability) for g in nv.gpus] == [("NVIDIA TITAN V", "7.0")]

@@ -1,14 +1,18 @@
 """Profile → Findings: every problem doctor can name, each with its exact fix.
 
-Rules are small functions over the Profile; each returns the findings it sees. Table-based rules
-(a build too new for the driver, a better build available) live with the compatibility table and
-are added by :func:`diagnose` when the table loads.
+Rules are small functions over the Profile; each returns the findings it sees. A finding's
+``fix`` is a command that can be pasted as it is (or None where no single command mends it);
+whatever needs saying around it belongs in the message. Rules that need the compatibility table
+(a build too new for the driver, a CPU build where a CUDA build fits) live in table_findings.py
+and are passed to :func:`diagnose` by the doctor command.
 """
 
 from __future__ import annotations
 
 import shlex
 from typing import Callable, Optional
+
+from packaging.version import InvalidVersion, Version
 
 from envsetup.findings import Finding, sort_findings
 from envsetup.profile import Gpu, Profile
@@ -43,20 +47,62 @@ def is_cpu_build(p: Profile) -> bool:
     return p.torch.version is not None and p.torch.cuda is None and p.torch.hip is None
 
 
-def driver_install_fix(p: Profile) -> str:
+def companions(p: Profile) -> list[str]:
+    """The companion libraries installed beside torch, as `--with` names them."""
+    names = (("torchvision", "vision"), ("torchaudio", "audio"))
+    return [flag for name, flag in names if p.torch.package(name) is not None]
+
+
+def install_fix(p: Profile, *, torch: Optional[str] = None, variant: Optional[str] = None) -> str:
+    """``envsetup install`` for this profile's interpreter, keeping its companion libraries."""
+    parts = ["envsetup", "install", "--python", _py(p)]
+    if torch:
+        parts += ["--torch", torch]
+    if variant:
+        parts += ["--variant", variant]
+    keep = companions(p)
+    if keep:
+        parts += ["--with", ",".join(keep)]
+    return " ".join([*parts, "--yes"])
+
+
+def installed_build(p: Profile) -> tuple[Optional[str], Optional[str]]:
+    """(public version, variant) of the installed torch: "2.4.1+cu121" → ("2.4.1", "cu121");
+    a version without a local part is the plain package-index build, variant "default"."""
+    if p.torch.version is None:
+        return None, None
+    try:
+        v = Version(p.torch.version)
+    except InvalidVersion:
+        return None, None
+    return v.public, v.local or "default"
+
+
+def driver_install(p: Profile) -> tuple[Optional[str], str]:
+    """(command, what to know about it) that installs the NVIDIA driver on this system."""
     distro = (p.system.distro_id or "").lower()
+    if p.system.container:
+        return (
+            "docker run --gpus all <image>",
+            "in a container the driver belongs on the host: install it there, and start the "
+            "container with the GPUs passed in (the NVIDIA Container Toolkit)",
+        )
     if p.system.wsl:
         return (
-            "install the NVIDIA driver on Windows (not inside WSL); WSL then exposes it "
-            "in /usr/lib/wsl/lib"
+            None,
+            "install the NVIDIA driver on Windows, not inside WSL; WSL then exposes it in "
+            "/usr/lib/wsl/lib",
         )
     if distro == "ubuntu":
-        return "sudo ubuntu-drivers install && sudo reboot"
+        return "sudo ubuntu-drivers install && sudo reboot", "Ubuntu's driver tool picks the driver"
     if distro == "debian":
-        return "sudo apt install nvidia-driver firmware-misc-nonfree && sudo reboot (needs the non-free components)"
-    if distro in ("fedora",):
-        return "sudo dnf install akmod-nvidia && sudo reboot (from RPM Fusion)"
-    return "install the NVIDIA driver for your distribution (NVIDIA's driver installation guide), then reboot"
+        return (
+            "sudo apt install nvidia-driver firmware-misc-nonfree && sudo reboot",
+            "Debian's driver needs the contrib and non-free components in the APT sources",
+        )
+    if distro == "fedora":
+        return "sudo dnf install akmod-nvidia && sudo reboot", "from the RPM Fusion repository"
+    return None, "install the NVIDIA driver for this distribution (NVIDIA's installation guide)"
 
 
 @rule
@@ -71,61 +117,79 @@ def driver_problems(p: Profile) -> list[Finding]:
                 "driver-library-mismatch",
                 "NVML reports a driver/library version mismatch: the NVIDIA kernel module "
                 "loaded now is not the version of the user-space driver libraries (usually "
-                "after a driver upgrade without a reboot).",
+                "after a driver upgrade without a reboot). Reboot to load the new module.",
                 "sudo reboot",
             )
         )
     elif err is not None and err.kind == "no_permission":
+        where = (
+            "start the container with the GPUs passed in (docker run --gpus all, the NVIDIA "
+            "Container Toolkit)"
+            if p.system.container
+            else "give this user read/write access to /dev/nvidia* (ls -l /dev/nvidia*)"
+        )
         out.append(
             Finding(
                 "error",
                 "nvml-no-permission",
-                f"NVML is not permitted to open the GPU devices ({err.message}).",
-                "give this user access to /dev/nvidia* (e.g. the 'video' group); in a container, "
-                "start it with the GPUs passed in (docker run --gpus all …)",
+                f"NVML is not permitted to open the GPU devices ({err.message}): {where}.",
+                None,
             )
         )
     elif nv.driver_version is None and nv.pci_devices > 0:
-        loaded_elsewhere = err is not None and err.kind == "driver_not_loaded"
-        out.append(
-            Finding(
-                "error",
-                "driver-not-loaded" if loaded_elsewhere else "no-driver",
-                (
-                    f"{nv.pci_devices} NVIDIA GPU(s) on the PCI bus, but "
-                    + (
-                        "the NVIDIA kernel module is not loaded."
-                        if loaded_elsewhere
-                        else "no NVIDIA driver is installed."
-                    )
-                ),
-                "sudo modprobe nvidia (if it fails with 'Key was rejected by service', "
-                "Secure Boot blocks the module: enrol its key with mokutil or sign it)"
-                if loaded_elsewhere
-                else driver_install_fix(p),
+        if err is not None and err.kind == "driver_not_loaded":
+            out.append(
+                Finding(
+                    "error",
+                    "driver-not-loaded",
+                    f"{nv.pci_devices} NVIDIA GPU(s) on the PCI bus and a driver installed, but "
+                    "the NVIDIA kernel module is not loaded. If modprobe fails with 'Key was "
+                    "rejected by service', Secure Boot blocks the module: enrol its key "
+                    "(mokutil) or sign it.",
+                    "sudo modprobe nvidia",
+                )
             )
-        )
+        else:
+            fix, note = driver_install(p)
+            out.append(
+                Finding(
+                    "error",
+                    "no-driver",
+                    f"{nv.pci_devices} NVIDIA GPU(s) on the PCI bus, but no NVIDIA driver "
+                    f"answers: {note}.",
+                    fix,
+                )
+            )
     elif err is not None and err.kind == "function_not_found" and nv.driver_version:
+        fix, note = driver_install(p)
         out.append(
             Finding(
                 "warning",
                 "driver-too-old-for-nvml",
-                f"driver {nv.driver_version} lacks an NVML function envsetup needs ({err.message}).",
-                driver_install_fix(p),
+                f"driver {nv.driver_version} lacks an NVML function envsetup needs "
+                f"({err.message}); upgrade it: {note}.",
+                fix,
             )
         )
     elif err is not None and err.kind == "unknown" and nv.pci_devices > 0:
         out.append(
-            Finding("warning", "nvml-failed", f"NVML failed: {err.message}.", "nvidia-smi -q")
+            Finding(
+                "warning",
+                "nvml-failed",
+                f"NVML failed: {err.message}. 'nvidia-smi -q' shows the driver's own error.",
+                None,
+            )
         )
     for key, reason in sorted(nv.unknown.items()):
         if key.startswith("gpus[") and "function_not_found" in reason:
+            fix, note = driver_install(p)
             out.append(
                 Finding(
                     "warning",
                     "driver-too-old-for-nvml",
-                    f"{key}: {reason}; envsetup cannot check this GPU's architecture.",
-                    driver_install_fix(p),
+                    f"{key}: {reason}; envsetup cannot check this GPU's architecture. Upgrade "
+                    f"the driver: {note}.",
+                    fix,
                 )
             )
             break
@@ -141,10 +205,10 @@ def wsl_problems(p: Profile) -> list[Finding]:
             "error",
             "wsl-no-driver-libs",
             "WSL 2 without /usr/lib/wsl/lib/libcuda.so.1: the Windows NVIDIA driver is not "
-            "exposed to Linux.",
-            "install or update the NVIDIA driver on Windows (a WSL-capable one), then run "
-            "'wsl --shutdown' in Windows and reopen WSL; do not install a Linux NVIDIA driver "
-            "inside WSL",
+            "exposed to Linux. Install or update the NVIDIA driver on Windows (a WSL-capable "
+            "one), run 'wsl --shutdown' in Windows and reopen WSL; do not install a Linux NVIDIA "
+            "driver inside WSL.",
+            None,
         )
     ]
 
@@ -158,8 +222,8 @@ def visibility(p: Profile) -> list[Finding]:
                 "error",
                 "cuda-visible-devices-hides-all",
                 f"CUDA_VISIBLE_DEVICES={nv.cuda_visible_devices!r} hides all {len(nv.gpus)} "
-                "GPU(s): torch will see none.",
-                "unset CUDA_VISIBLE_DEVICES (or set it to the GPU indices to use, e.g. 0)",
+                "GPU(s): torch will see none. Unset it, or set it to the GPU indices to use.",
+                "unset CUDA_VISIBLE_DEVICES",
             )
         ]
     return []
@@ -170,24 +234,23 @@ def torch_build(p: Profile) -> list[Finding]:
     t = p.torch
     out: list[Finding] = []
     if t.version is None:
-        if not t.unknown.get("version", "").startswith("torch is not installed"):
-            return []
         return [
             Finding(
                 "info",
                 "torch-not-installed",
                 f"torch is not installed in {p.python.executable}.",
-                f"envsetup install --python {_py(p)}",
+                install_fix(p),
             )
         ]
     if is_cuda_build(p) and not p.nvidia.gpus and p.nvidia.pci_devices == 0:
+        public, _ = installed_build(p)
         out.append(
             Finding(
                 "info",
                 "cuda-torch-without-gpu",
                 f"torch {t.version} is a CUDA {t.cuda} build but this machine has no NVIDIA GPU; "
                 "it runs on the CPU and carries several GB of CUDA libraries it cannot use.",
-                f"envsetup install --python {_py(p)} --variant cpu --yes",
+                install_fix(p, torch=public, variant="cpu"),
             )
         )
     if t.duplicates:
@@ -197,27 +260,25 @@ def torch_build(p: Profile) -> list[Finding]:
                 "error",
                 "duplicate-torch",
                 f"torch is installed more than once on this interpreter's path ({where}); "
-                f"'import torch' takes the one in {t.duplicates[0] if t.location is None else t.location}, "
-                "and pip may upgrade the other.",
-                f"{_py(p)} -m pip uninstall -y torch   (repeat until '{_py(p)} -m pip show torch' "
-                "finds none), then envsetup install",
+                f"'import torch' takes the one in {t.location or t.duplicates[0]}, and pip may "
+                f"upgrade the other. Uninstall until '{_py(p)} -m pip show torch' finds none, "
+                "then install once with envsetup install.",
+                f"{_py(p)} -m pip uninstall -y torch",
             )
         )
     return out
 
 
 @rule
-def companions(p: Profile) -> list[Finding]:
+def companion_builds(p: Profile) -> list[Finding]:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.version import InvalidVersion, Version
 
     t = p.torch
-    if t.version is None:
+    public, variant = installed_build(p)
+    if public is None or t.version is None:
         return []
-    try:
-        torch_v = Version(t.version)
-    except InvalidVersion:
-        return []
+    torch_v = Version(t.version)
+    fix = install_fix(p, torch=public, variant=variant)
     out: list[Finding] = []
     for name in ("torchvision", "torchaudio"):
         pkg = t.package(name)
@@ -225,7 +286,7 @@ def companions(p: Profile) -> list[Finding]:
             continue
         if pkg.requires_torch and pkg.requires_torch != "any":
             try:
-                spec = SpecifierSet(pkg.requires_torch.replace(" ", ""))
+                spec: Optional[SpecifierSet] = SpecifierSet(pkg.requires_torch.replace(" ", ""))
             except InvalidSpecifier:
                 spec = None
             if spec is not None and not spec.contains(torch_v, prereleases=True):
@@ -234,9 +295,9 @@ def companions(p: Profile) -> list[Finding]:
                         "error",
                         "companion-torch-mismatch",
                         f"{name} {pkg.version} was built for torch{pkg.requires_torch}, but torch "
-                        f"{t.version} is installed: importing it fails or crashes.",
-                        f"envsetup install --python {_py(p)} --torch {torch_v.public} --yes  "
-                        f"(installs the {name} built for this torch)",
+                        f"{t.version} is installed: importing it fails or crashes. Reinstalling "
+                        f"torch {public} with its companions brings the {name} built for it.",
+                        fix,
                     )
                 )
                 continue
@@ -251,7 +312,7 @@ def companions(p: Profile) -> list[Finding]:
                     "companion-variant-mismatch",
                     f"{name} {pkg.version} is the {comp_local} build but torch {t.version} is "
                     f"the {torch_v.local} build.",
-                    f"envsetup install --python {_py(p)} --torch {torch_v.public} --yes",
+                    fix,
                 )
             )
     return out
@@ -270,26 +331,26 @@ def library_shadowing(p: Profile) -> list[Finding]:
             f"LD_LIBRARY_PATH holds CUDA libraries ({', '.join(libs[:4])}"
             f"{'…' if len(libs) > 4 else ''} in {', '.join(dirs)}); they load before the ones "
             f"torch {p.torch.version} bundles and can break it with a version mismatch "
-            "(e.g. 'undefined symbol' or a cuDNN version error).",
-            "remove " + ", ".join(dirs) + " from LD_LIBRARY_PATH (or unset LD_LIBRARY_PATH) "
-            "in the shell that runs torch",
+            "(e.g. 'undefined symbol' or a cuDNN version error). Remove "
+            f"{', '.join(dirs)} from LD_LIBRARY_PATH in the shell that runs torch, or unset it.",
+            "unset LD_LIBRARY_PATH",
         )
     ]
 
 
-def compiler_fix(p: Profile) -> str:
+def compiler_install(p: Profile) -> tuple[Optional[str], str]:
     distro = (p.system.distro_id or "").lower()
     if p.system.os == "darwin":
-        return "xcode-select --install"
+        return "xcode-select --install", "the Xcode command line tools"
     if p.system.os == "windows":
-        return "install the Visual Studio Build Tools (MSVC, 'Desktop development with C++')"
+        return None, "install the Visual Studio Build Tools ('Desktop development with C++')"
     if distro in ("ubuntu", "debian"):
-        return "sudo apt install build-essential"
+        return "sudo apt install build-essential", "gcc and g++"
     if distro in ("fedora", "rhel", "rocky", "almalinux", "centos", "amzn"):
-        return "sudo dnf install gcc gcc-c++"
+        return "sudo dnf install gcc gcc-c++", "gcc and g++"
     if distro == "alpine":
-        return "apk add build-base"
-    return "install gcc and g++ (or clang) from your distribution"
+        return "apk add build-base", "gcc and g++"
+    return None, "install gcc and g++ (or clang) from the distribution"
 
 
 @rule
@@ -301,13 +362,15 @@ def compile_toolchain(p: Profile) -> list[Finding]:
     missing = [k for k, c in (("C compiler", tc.cc), ("C++ compiler", tc.cxx)) if c is None]
     if missing:
         why = "; ".join(f"{k}: {v}" for k, v in sorted(tc.unknown.items()))
+        fix, what = compiler_install(p)
         out.append(
             Finding(
                 "warning",
                 "no-compiler-for-torch-compile",
                 f"no working {' or '.join(missing)} ({why}): torch.compile cannot build its "
-                "kernels (inductor needs C++ on the CPU; Triton needs a C compiler on the GPU).",
-                compiler_fix(p),
+                f"kernels (inductor needs C++ on the CPU; Triton needs a C compiler on the GPU). "
+                f"Install {what}.",
+                fix,
             )
         )
     if (
@@ -316,17 +379,15 @@ def compile_toolchain(p: Profile) -> list[Finding]:
         and p.torch.package("triton") is None
         and p.torch.package("pytorch-triton") is None
     ):
-        from packaging.version import Version
-
-        public = Version(p.torch.version).public
+        public, variant = installed_build(p)
         out.append(
             Finding(
                 "warning",
                 "no-triton",
                 f"torch {p.torch.version} is a CUDA build but Triton is not installed: "
-                "torch.compile cannot generate GPU kernels.",
-                f"envsetup install --python {_py(p)} --torch {public} --yes  (reinstalls torch "
-                "with the Triton it pins)",
+                "torch.compile cannot generate GPU kernels. Reinstalling torch brings the "
+                "Triton it pins.",
+                install_fix(p, torch=public, variant=variant),
             )
         )
     return out
@@ -341,7 +402,7 @@ def pep668(p: Profile) -> list[Finding]:
             "warning",
             "externally-managed-python",
             f"{p.python.executable} is managed by the system's package manager (PEP 668): "
-            "envsetup will not install torch into it.",
+            "envsetup will not install torch into it; use a virtual environment.",
             "python3 -m venv ~/.venvs/torch && envsetup install --python ~/.venvs/torch/bin/python",
         )
     ]
@@ -359,7 +420,7 @@ def deep_checks(p: Profile) -> list[Finding]:
                 "error",
                 "torch-import-fails",
                 f"'import torch' fails in {p.python.executable}: {d.error}.",
-                f"envsetup install --python {_py(p)} --yes",
+                install_fix(p),
             )
         ]
     if is_cuda_build(p) and usable_nvidia(p) and d.cuda_available is False:
@@ -370,8 +431,9 @@ def deep_checks(p: Profile) -> list[Finding]:
                 f"torch {d.version} is a CUDA {p.torch.cuda} build and a GPU is present, "
                 "but torch.cuda.is_available() is False"
                 + (f" ({d.error})" if d.error else "")
-                + ": usually a driver too old for this build.",
-                "envsetup plan  (shows the build this driver supports), then envsetup install",
+                + ": usually a driver too old for this build. 'envsetup plan' shows the build "
+                "this driver supports.",
+                install_fix(p),
             )
         )
     return out
@@ -396,14 +458,16 @@ def amd_or_apple(p: Profile) -> list[Finding]:
     out: list[Finding] = []
     o = p.other
     if o.amd_gpus and p.torch.version and p.torch.hip is None:
+        rocm = ".".join((o.rocm_version or "").split(".")[:2])
         out.append(
             Finding(
                 "info",
                 "amd-gpu-without-rocm-torch",
                 f"{o.amd_gpus} AMD GPU(s) present"
                 + (f" (ROCm {o.rocm_version})" if o.rocm_version else "")
-                + f" but torch {p.torch.version} is not a ROCm build.",
-                "envsetup plan --variant rocm<version>  (see envsetup compat list)",
+                + f" but torch {p.torch.version} is not a ROCm build; 'envsetup compat list' "
+                "shows the ROCm builds.",
+                f"envsetup plan --python {_py(p)} --variant rocm{rocm}" if rocm else None,
             )
         )
     return out

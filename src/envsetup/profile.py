@@ -251,7 +251,7 @@ _HINTS: dict[type, dict[str, Any]] = {}
 def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     """Rebuild dataclass ``cls`` from ``data``; missing keys take their defaults."""
     if not isinstance(data, dict):
-        raise ValueError(f"{path or 'profile'}: expected an object, got {type(data).__name__}")
+        raise ValueError(f"{path or cls.__name__.lower()}: expected an object, got {type(data).__name__}")
     hints = _HINTS.get(cls)
     if hints is None:
         hints = _HINTS[cls] = typing.get_type_hints(cls)
@@ -263,7 +263,7 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field (no default) is missing
-        raise ValueError(f"{path or 'profile'}: {exc}") from None
+        raise ValueError(f"{path or cls.__name__.lower()}: {exc}") from None
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:

@@ -207,8 +207,8 @@ def print_report(profile: Profile, findings: list[Finding], file: IO[str] = sys.
                 f"[{style}]{SEVERITY_MARK[f.severity]} {f.severity}[/{style}] "
                 f"[dim]{f.code}[/dim]  {escape(f.message)}"
             )
-            if f.fix:
-                console.print(f"    [bold]fix:[/bold] {escape(f.fix)}")
+            if f.fix:  # a command to paste: never wrapped
+                console.print(f"    [bold]fix:[/bold] {escape(f.fix)}", soft_wrap=True)
         console.print()
     style = "bold red" if any(f.severity == "error" for f in findings) else "bold green"
     console.print(f"[{style}]{verdict(findings)}[/{style}]")

@@ -26,23 +26,6 @@ def _with(value: Optional[str]) -> Optional[tuple[bool, bool]]:
     return bool(parts & {"vision", "torchvision"}), bool(parts & {"audio", "torchaudio"})
 
 
-def read_plan(path: str) -> Any:
-    from envsetup.plan import Plan
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"--plan-file {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--plan-file {path}: not JSON (line {exc.lineno}: {exc.msg})") from None
-    if isinstance(data, dict) and isinstance(data.get("plan"), dict):
-        data = data["plan"]  # the result document of `install --json` carries its plan
-    try:
-        return Plan.from_dict(data)
-    except ValueError as exc:
-        raise UsageError(f"--plan-file {path}: not a plan: {exc}") from None
-
-
 def _narrow(plan: Any, extras: Optional[tuple[bool, bool]]) -> Any:
     """Drop torchvision/torchaudio from a ready plan; adding one needs the resolver."""
     from dataclasses import replace
@@ -63,14 +46,17 @@ def _resolver(python: str) -> Any:
     from envsetup.compat import load_table
     from envsetup.detect import detect_profile
     from envsetup.plan import Request
-    from envsetup.resolve import resolve
+    from envsetup.resolve import index_base_from, resolve
 
+    base = index_base_from(None)  # ENVSETUP_TORCH_INDEX, like `envsetup plan`
     table = load_table()
     profile = detect_profile(python)
 
     def replan(torch: Optional[str], variant: Optional[str], vision: bool, audio: bool) -> Any:
         spec = f"=={torch}" if torch and torch[0].isdigit() and torch.count(".") >= 2 else torch
-        req = Request(torch=spec, variant=variant or "auto", vision=vision, audio=audio)
+        req = Request(
+            torch=spec, variant=variant or "auto", vision=vision, audio=audio, index_base=base
+        )
         return resolve(profile, req, table)
 
     return replan
@@ -149,6 +135,7 @@ def install(
     from envsetup.install import export as do_export
     from envsetup.install import install as do_install
     from envsetup.install import ui as ui_mod
+    from envsetup.plan import read_plan_file
     from envsetup.target import resolve_python
 
     if python and venv:
@@ -168,7 +155,7 @@ def install(
     if plan_file:
         if torch or variant:
             raise UsageError("--plan-file fixes torch and the variant; drop --torch/--variant")
-        plan = _narrow(read_plan(plan_file), extras)
+        plan = _narrow(read_plan_file(plan_file, "--plan-file"), extras)
     else:
         replan = _resolver(target or base)
         vision, audio = extras if extras is not None else (False, False)  # torch alone unless asked
@@ -177,7 +164,10 @@ def install(
     if export:
         text = do_export(plan, export, index_url)
         if output:
-            Path(output).write_text(text, encoding="utf-8")
+            try:
+                Path(output).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"--output {output}: {exc.strerror or exc}") from None
         else:
             sys.stdout.write(text)
         return

@@ -28,6 +28,7 @@ def run(ctx: typer.Context) -> None:
 
     import questionary
     from rich.console import Console
+    from rich.markup import escape
 
     from envsetup.commands.doctor import table_rules
     from envsetup.compat import load_table
@@ -57,9 +58,11 @@ def run(ctx: typer.Context) -> None:
         if f.severity == "info":
             continue
         style = SEVERITY_STYLE[f.severity]
-        console.print(f"[{style}]{SEVERITY_MARK[f.severity]} {f.code}[/{style}]  {f.message}")
+        console.print(
+            f"[{style}]{SEVERITY_MARK[f.severity]} {f.code}[/{style}]  {escape(f.message)}"
+        )
         if f.fix:
-            console.print(f"    fix: {f.fix}")
+            console.print(f"    fix: {escape(f.fix)}", soft_wrap=True)
     console.print(verdict(findings) + "  (envsetup doctor shows everything)")
 
     console.rule("[bold]2/3 plan[/bold]")
@@ -70,13 +73,15 @@ def run(ctx: typer.Context) -> None:
     try:
         plan = resolve(profile, wants, load_table())
     except NoBuildError as exc:
-        console.print(f"[bold red]no torch build fits this machine[/bold red]: {exc.message}")
+        console.print(
+            f"[bold red]no torch build fits this machine[/bold red]: {escape(exc.message)}"
+        )
         raise typer.Exit(exc.exit_code) from None
     console.print(f"[bold]{' '.join(plan.requirements())}[/bold] ({plan.variant})")
     for reason in plan.why[:3]:
-        console.print(f"  - {reason}")
+        console.print(f"  - {escape(reason)}")
     for warning in plan.warnings:
-        console.print(f"  [yellow]! {warning}[/yellow]")
+        console.print(f"  [yellow]! {escape(warning)}[/yellow]")
 
     parent = ctx.command
     assert isinstance(parent, typer.core.TyperGroup)

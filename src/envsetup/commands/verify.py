@@ -14,27 +14,6 @@ _MARKS = {"pass": "✓", "fail": "✗", "skip": "–", "run": "…"}
 _STYLES = {"pass": "green", "fail": "bold red", "skip": "yellow", "run": "cyan"}
 
 
-def _load_plan(path: str) -> Any:
-    from envsetup.errors import UsageError
-    from envsetup.plan import Plan
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise UsageError(
-            f"--plan {path}: {exc.strerror}; give a plan written by plan --json"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"--plan {path}: not JSON (line {exc.lineno}): give a plan --json file"
-        ) from None
-    try:
-        return Plan.from_dict(data)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"--plan {path}: not a plan: {exc}") from None
-
-
 @app.command("verify")
 def verify(
     device: str = typer.Option(
@@ -54,13 +33,14 @@ def verify(
     mixed precision and torch.compile, each in the target interpreter with a timeout.
     Exit 0 when every check passes, 1 when one fails."""
     from envsetup.errors import EXIT_FAIL, EXIT_OK, UsageError
+    from envsetup.plan import read_plan_file
     from envsetup.target import resolve_python
     from envsetup.verify import DEVICES, run_verify
 
     if device not in DEVICES:
         raise UsageError(f"--device {device}: not one of {', '.join(DEVICES)}")
     target = resolve_python(python)
-    plan = _load_plan(plan_file) if plan_file else None
+    plan = read_plan_file(plan_file, "--plan") if plan_file else None
     if as_json:
         report = run_verify(target, device=device, quick=quick, bench=bench, plan=plan)
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")

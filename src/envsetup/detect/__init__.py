@@ -6,14 +6,14 @@ run in threads side by side, so doctor costs about as much as its slowest probe.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional, TypeVar
+from typing import Callable, Optional, TypeVar
 
 from envsetup import __version__
 from envsetup.detect import hw as hwmod
+from envsetup.errors import EnvsetupError, UsageError
 from envsetup.profile import Cpu, Cuda, Nvidia, OtherAccelerators, Profile, System, Toolchain
 
 T = TypeVar("T")
@@ -39,38 +39,44 @@ def detect_profile(
 ) -> Profile:
     """Probe this machine. ``python`` is the target interpreter (default: this one)."""
     from envsetup.detect.cpu import probe_cpu
-    from envsetup.detect.cuda import probe_cuda
+    from envsetup.detect.cuda import probe_cuda, with_pip_cudnn
     from envsetup.detect.nvidia import probe_nvidia, probe_other
     from envsetup.detect.system import probe_system
-    from envsetup.detect.target import probe_target
+    from envsetup.detect.target import build, installers, query
     from envsetup.detect.toolchain import probe_toolchain
     from envsetup.target import resolve_python
 
     target = resolve_python(python)  # a bad --python is the user's error: let it raise
     env = dict(os.environ) if env is None else env
     hardware = hw if hw is not None else hwmod.default()
+    system = _safe(probe_system, lambda r: System(unknown={"probe": r}))()
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        fut_target = pool.submit(probe_target, target, deep, env)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        fut_target = pool.submit(query, target, deep)
+        fut_tools = pool.submit(installers, env)
         fut_nvidia: Future[Nvidia] = pool.submit(
             _safe(lambda: probe_nvidia(hardware, env), lambda r: Nvidia(unknown={"probe": r}))
         )
-        fut_tools: Future[Toolchain] = pool.submit(
+        fut_toolchain: Future[Toolchain] = pool.submit(
             _safe(lambda: probe_toolchain(env), lambda r: Toolchain(unknown={"probe": r}))
         )
-        system = _safe(probe_system, lambda r: System(unknown={"probe": r}))()
-        cpu = _safe(probe_cpu, lambda r: Cpu(unknown={"probe": r}))()
+        fut_cuda: Future[Cuda] = pool.submit(
+            _safe(lambda: probe_cuda(env, system.wsl), lambda r: Cuda(unknown={"probe": r}))
+        )
+        fut_cpu: Future[Cpu] = pool.submit(_safe(probe_cpu, lambda r: Cpu(unknown={"probe": r})))
         other = _safe(
             lambda: probe_other(hardware, system.os, system.arch, system.macos_version),
             lambda r: OtherAccelerators(),
         )()
-        py, torch = fut_target.result()
-        cuda = _safe(
-            lambda: probe_cuda(env, torch.packages, system.wsl),
-            lambda r: Cuda(unknown={"probe": r}),
-        )()
-        nvidia = fut_nvidia.result()
-        toolchain = fut_tools.result()
+        try:
+            data = fut_target.result()
+        except EnvsetupError as exc:
+            raise UsageError(
+                f"--python {target}: does not run as a Python interpreter ({_short(exc.message)})"
+            ) from None
+        py, torch = build(data, fut_tools.result())
+        cuda = with_pip_cudnn(fut_cuda.result(), torch.packages)
+        nvidia, toolchain, cpu = fut_nvidia.result(), fut_toolchain.result(), fut_cpu.result()
 
     return Profile(
         envsetup_version=__version__,
@@ -85,5 +91,6 @@ def detect_profile(
     )
 
 
-def replace(obj: Any, **changes: Any) -> Any:
-    return dataclasses.replace(obj, **changes)
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

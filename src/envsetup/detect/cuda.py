@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -111,9 +112,17 @@ def _cudnn_libs(dirs: list[Path]) -> list[Cudnn]:
     return found
 
 
-def probe_cuda(
-    env: Mapping[str, str], target_packages: tuple[Package, ...] = (), wsl: Optional[str] = None
-) -> Cuda:
+def with_pip_cudnn(cuda: Cuda, target_packages: tuple[Package, ...]) -> Cuda:
+    """Add the cuDNN that pip installed into the target (nvidia-cudnn-cu12, …)."""
+    pip = tuple(
+        Cudnn(version=p.version, path=p.location or "", source="pip")
+        for p in target_packages
+        if p.name.startswith("nvidia-cudnn")
+    )
+    return dataclasses.replace(cuda, cudnn=cuda.cudnn + pip) if pip else cuda
+
+
+def probe_cuda(env: Mapping[str, str], wsl: Optional[str] = None) -> Cuda:
     nvcc = shutil.which("nvcc", path=env.get("PATH"))
     toolkits: list[Toolkit] = []
     seen: set[str] = set()
@@ -132,9 +141,6 @@ def probe_cuda(
     lib_dirs = [Path(t.path) / sub for t in toolkits for sub in ("lib64", "lib")]
     lib_dirs += [Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib/aarch64-linux-gnu")]
     cudnn = _cudnn_in(include_dirs) + _cudnn_libs(lib_dirs)
-    for pkg in target_packages:
-        if pkg.name.startswith("nvidia-cudnn"):
-            cudnn.append(Cudnn(version=pkg.version, path=pkg.location or "", source="pip"))
 
     shadows = []
     for entry in env.get("LD_LIBRARY_PATH", "").split(os.pathsep):

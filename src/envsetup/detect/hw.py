@@ -196,16 +196,32 @@ class Replay:
 
     @classmethod
     def load(cls, path: str) -> Replay:
-        with open(path, encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
-        base = Path(path).parent
-        # A file's text may live beside the recording: {"@file": "proc-version-open.txt"}.
-        for key, value in list(data.get("files", {}).items()):
-            if isinstance(value, dict) and "@file" in value:
-                data["files"][key] = (base / value["@file"]).read_text(encoding="utf-8")
-        for value in data.get("commands", {}).values():
-            if isinstance(value, dict) and "@stdout" in value:
-                value["stdout"] = (base / value.pop("@stdout")).read_text(encoding="utf-8")
+        """Read a recording; a file that is not one is the user's error (UsageError)."""
+        from envsetup.errors import UsageError
+
+        where = f"ENVSETUP_HW_REPLAY={path}"
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            if not isinstance(data, dict):
+                raise ValueError("a recording is a JSON object")
+            for key in ("files", "commands", "nvml"):
+                if not isinstance(data.get(key, {}), dict):
+                    raise ValueError(f"'{key}' must be an object")
+            base = Path(path).parent
+            # A file's text may live beside the recording: {"@file": "proc-version-open.txt"}.
+            for key, value in list(data.get("files", {}).items()):
+                if isinstance(value, dict) and "@file" in value:
+                    data["files"][key] = (base / value["@file"]).read_text(encoding="utf-8")
+                elif not isinstance(data["files"][key], str):
+                    raise ValueError(f"files[{key!r}] must be a string")
+            for value in data.get("commands", {}).values():
+                if isinstance(value, dict) and "@stdout" in value:
+                    value["stdout"] = (base / value.pop("@stdout")).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{where}: {exc.strerror or exc}: {exc.filename}") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{where}: not a hardware recording: {exc}") from None
         return cls(data)
 
     def nvml(self) -> Any:

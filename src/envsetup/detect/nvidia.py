@@ -178,13 +178,19 @@ _GPU_FIELDS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
 def _nvml_gpus(nvml: Any, unknown: dict[str, str]) -> list[Gpu]:
     gpus = []
     for i in range(nvml.nvmlDeviceGetCount()):
-        h = nvml.nvmlDeviceGetHandleByIndex(i)
+        try:
+            h = nvml.nvmlDeviceGetHandleByIndex(i)
+        except Exception as exc:  # e.g. a GPU this job's cgroup does not give it
+            unknown[f"gpus[{i}]"] = (
+                f"nvmlDeviceGetHandleByIndex: {classify_nvml_error(exc).kind}: {exc}"
+            )
+            continue
         fields: dict[str, Any] = {"index": i}
 
         for key, fn, convert in _GPU_FIELDS:
             try:
                 fields[key] = convert(getattr(nvml, fn)(h))
-            except nvml.NVMLError as exc:
+            except Exception as exc:
                 if type(exc).__name__ == "NVMLError_NotSupported":
                     fields[key] = None  # e.g. MIG on a GPU without it, persistence on Windows
                     continue
@@ -239,7 +245,10 @@ def probe_nvidia(hw: Hardware, env: Mapping[str, str]) -> Nvidia:
                 with contextlib.suppress(Exception):
                     nvml.nvmlShutdown()
 
-    if out.get("driver_version") is None:
+    if out.get("driver_version") is not None and not gpus and out["pci_devices"]:
+        # The driver answered but NVML listed no GPU that the bus has: ask nvidia-smi too.
+        _smi_fallback(hw, out, gpus, unknown)
+    elif out.get("driver_version") is None:
         if proc_version:
             out["driver_version"], out["source"] = proc_version, "proc"
         else:
@@ -290,7 +299,13 @@ def _smi_fallback(
             out.setdefault("cuda_driver_version", header["cuda_driver_version"])
         return
     err = parse_smi_error(res.stdout + "\n" + res.stderr)
-    if err is not None and out.get("nvml_error") is None:
+    vague = out.get("nvml_error") is None or out["nvml_error"].kind in (
+        "library_not_found",
+        "unknown",
+    )
+    if err is not None and vague:
+        # nvidia-smi carries its own NVML: when ours could not load or said nothing useful,
+        # its message ("Driver/library version mismatch") is the more exact one.
         out["nvml_error"] = err
     elif err is None:
         lines = (res.stdout + res.stderr).strip().splitlines()

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from envsetup import proc
-from envsetup.errors import EnvsetupError
 from envsetup.profile import Package, Python, Torch, TorchDeep
 
 SCRIPT = Path(__file__).with_name("target_script.py")
@@ -55,19 +54,19 @@ def _conda(env: Mapping[str, str]) -> tuple[Optional[str], Optional[str]]:
     return exe, None
 
 
-def build(
-    python: str, data: Optional[dict[str, Any]], error: Optional[str], env: Mapping[str, str]
-) -> tuple[Python, Torch]:
+def installers(env: Mapping[str, str]) -> dict[str, Optional[str]]:
+    """uv and conda as the user's shell would find them."""
     uv_path, uv_version = _uv(env)
     conda_path, conda_version = _conda(env)
-    tools = {"uv_path": uv_path, "uv_version": uv_version}
-    tools.update(conda_path=conda_path, conda_version=conda_version)
-    if data is None:
-        reason = error or "the target interpreter did not answer"
-        return (
-            Python(executable=python, unknown={"version": reason}, **tools),  # type: ignore[arg-type]
-            Torch(unknown={"version": reason}),
-        )
+    return {
+        "uv_path": uv_path,
+        "uv_version": uv_version,
+        "conda_path": conda_path,
+        "conda_version": conda_version,
+    }
+
+
+def build(data: dict[str, Any], tools: Mapping[str, Optional[str]]) -> tuple[Python, Torch]:
     py = dict(data["python"])
     dists = [Package(**d) for d in data.get("distributions", ())]
     pip = next((d.version for d in dists if d.name == "pip"), None)
@@ -123,12 +122,9 @@ def build(
 
 
 def probe_target(
-    python: str, deep: bool = False, env: Optional[Mapping[str, str]] = None
+    python: str, deep: bool = False, tools: Optional[Mapping[str, Optional[str]]] = None
 ) -> tuple[Python, Torch]:
-    env = os.environ if env is None else env
-    try:
-        data: Optional[dict[str, Any]] = query(python, deep)
-        error = None
-    except EnvsetupError as exc:
-        data, error = None, exc.message
-    return build(python, data, error, env)
+    """The target's Python and torch sections. Raises EnvsetupError when ``python`` does not
+    run as a Python interpreter: nothing else can be learnt about it."""
+    data = query(python, deep)
+    return build(data, tools if tools is not None else installers(os.environ))
