@@ -11,15 +11,23 @@ from envsetup.cli import app
 
 if TYPE_CHECKING:
     from envsetup.diagnose import Rule
+    from envsetup.findings import Finding
+    from envsetup.profile import Profile
 
 
 def table_rules() -> list[Rule]:
-    """The compatibility table's rules: the installed build against this machine."""
-    from envsetup.compat import load_table
-    from envsetup.table_findings import table_findings
+    """The compatibility table's rules: the installed build against this machine. The table
+    is loaded only when there is an installed torch to judge."""
 
-    table = load_table()
-    return [lambda p: table_findings(p, table)]
+    def judge_installed(p: Profile) -> list[Finding]:
+        if p.torch.version is None:
+            return []
+        from envsetup.compat import load_table
+        from envsetup.table_findings import table_findings
+
+        return table_findings(p, load_table())
+
+    return [judge_installed]
 
 
 @app.command()
