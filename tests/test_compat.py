@@ -34,7 +34,14 @@ def test_table_covers_2_0_to_2_15_with_sources() -> None:
 
 
 def test_default_load_is_the_same_as_the_repo_table() -> None:
-    assert load_table(COMPAT).patches()[0][0] == load_table().patches()[0][0]
+    shipped, repo = load_table(), load_table(COMPAT)
+    assert [p.version for p, _ in shipped.patches()] == [p.version for p, _ in repo.patches()]
+    assert shipped == repo  # every release, patch, build, floor and source
+
+
+def test_table_equality_sees_a_changed_older_patch(copy: Path) -> None:
+    edit(copy, "torch/2.4.json", lambda d: d["patches"]["2.4.0"].__setitem__("date", "2000-01-01"))
+    assert load_table(copy) != load_table(COMPAT)
 
 
 @pytest.fixture
@@ -111,6 +118,45 @@ CORRUPT: list[tuple[str, str, Callable[[Any], None], str]] = [
         lambda d: d["minor_version_floor"].pop("11"),
         "compat/torch/2.0.json: variants.cu117.cuda: CUDA 11.x has no driver floor in "
         "compat/cuda.json",
+    ),
+    (
+        "min-macos-for-null",
+        "torch/2.8.json",
+        lambda d: d["platforms"]["macos_arm64"]["min_macos_for"].__setitem__("3.12", None),
+        "compat/torch/2.8.json: platforms.macos_arm64.min_macos_for.3.12: must not be null",
+    ),
+    (
+        "min-macos-for-not-a-version",
+        "torch/2.8.json",
+        lambda d: d["platforms"]["macos_arm64"]["min_macos_for"].__setitem__("3.12", "Sonoma"),
+        "compat/torch/2.8.json: platforms.macos_arm64.min_macos_for.3.12: 'Sonoma' is not a "
+        "version",
+    ),
+    (
+        "min-macos-for-bad-key",
+        "torch/2.8.json",
+        lambda d: d["platforms"]["macos_arm64"]["min_macos_for"].__setitem__("py3.12", "14.0"),
+        "compat/torch/2.8.json: platforms.macos_arm64.min_macos_for.py3.12: 'py3.12' does not "
+        "look like a Python version",
+    ),
+    (
+        "min-macos-for-unpublished-python",
+        "torch/2.8.json",
+        lambda d: d["platforms"]["macos_arm64"]["min_macos_for"].__setitem__("3.31", "14.0"),
+        "compat/torch/2.8.json: platforms.macos_arm64.min_macos_for.3.31: Python 3.31 is not in "
+        "platforms.macos_arm64.python",
+    ),
+    (
+        "unconfirmed-null",
+        "torch/2.14.json",
+        lambda d: d["unconfirmed"].__setitem__("cu134", None),
+        "compat/torch/2.14.json: unconfirmed.cu134: must not be null",
+    ),
+    (
+        "unconfirmed-not-a-variant",
+        "torch/2.14.json",
+        lambda d: d["unconfirmed"].__setitem__("cuda 13.4", "seen in an RC matrix"),
+        "compat/torch/2.14.json: unconfirmed.cuda 13.4: the key is a variant",
     ),
     (
         "patch-of-another-release",

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CliResult, run_cli
+from conftest import CliResult, make_venv, run_cli, venv_python
 from envsetup.compat import load_table
 
 
@@ -100,6 +100,15 @@ def test_plan_no_build_exit_4(a100: Path) -> None:
         (json.dumps(A100), ("--torch", "two.four"), "unknown torch version spec 'two.four'"),
         (json.dumps(A100), ("--variant", "cuda"), "unknown variant 'cuda'"),
         (json.dumps(A100), ("--index-base", "ftp://x"), "--index-base 'ftp://x' is not"),
+        (json.dumps(A100), ("--index-base", "http:///"), "--index-base 'http:///' has no host"),
+        (
+            json.dumps(A100),
+            ("--index-base", "https://m.example/whl?token=a"),
+            "--index-base 'https://m.example/whl?token=a' has a query or fragment",
+        ),
+        (json.dumps(A100), ("--index-base", "https://m.example/w#x"), "has a query or fragment"),
+        (json.dumps(A100), ("--index-base", ""), "--index-base '' is not a URL"),
+        (json.dumps(A100), ("--python", "/nonexistent/py"), "--python /nonexistent/py: no such"),
     ],
     ids=[
         "bad-json",
@@ -109,6 +118,11 @@ def test_plan_no_build_exit_4(a100: Path) -> None:
         "bad-spec",
         "bad-variant",
         "bad-index",
+        "index-without-host",
+        "index-with-query",
+        "index-with-fragment",
+        "index-empty",
+        "bad-python-with-profile",
     ],
 )
 def test_plan_bad_input(tmp_path: Path, content: str, args: tuple[str, ...], needle: str) -> None:
@@ -117,6 +131,71 @@ def test_plan_bad_input(tmp_path: Path, content: str, args: tuple[str, ...], nee
     r = envsetup("plan", "--profile", str(p), *args)
     assert r.returncode == 2, r
     assert needle in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_index_from_environment_checked_and_named(a100: Path) -> None:
+    r = envsetup("plan", "--profile", str(a100), env={"ENVSETUP_TORCH_INDEX": "http:///"})
+    assert r.returncode == 2, r
+    assert r.stderr.startswith("envsetup: ENVSETUP_TORCH_INDEX 'http:///' has no host")
+    assert r.stderr.count("\n") == 1
+    # the scheme may be written in capitals; the URL the commands carry is usable as it is
+    r = envsetup(
+        "plan", "--profile", str(a100), "--torch", "2.4", "--json",
+        env={"ENVSETUP_TORCH_INDEX": "HTTPS://Mirror.example/whl/"},
+    )  # fmt: skip
+    assert r.returncode == 0, r
+    assert r.json()["plan"]["index_url"] == "https://Mirror.example/whl/cu121"
+
+
+@pytest.fixture
+def bare_venv(tmp_path: Path) -> Path:
+    """A real venv directory (no pip: nothing is installed into it)."""
+    d = tmp_path / "target env"
+    make_venv(d, pip=False)
+    return d
+
+
+def test_install_commands_name_the_interpreter_of_a_venv_directory(bare_venv: Path) -> None:
+    py = str(venv_python(bare_venv))
+    r = envsetup("plan", "--python", str(bare_venv), "--json")  # this machine, probed
+    assert r.returncode == 0, r
+    cmds = r.json()["commands"]
+    assert cmds["pip"][0][:4] == [py, "-m", "pip", "install"]
+    assert cmds["uv"][0][3:5] == ["--python", py]
+
+
+def test_install_commands_for_a_profile_and_a_venv_directory(a100: Path, bare_venv: Path) -> None:
+    py = str(venv_python(bare_venv))
+    r = envsetup("plan", "--profile", str(a100), "--python", str(bare_venv), "--json")
+    assert r.returncode == 0, r
+    cmds = r.json()["commands"]
+    assert cmds["pip"][0][0] == py and cmds["uv"][0][4] == py
+    human = envsetup("plan", "--profile", str(a100), "--python", str(bare_venv))
+    assert human.returncode == 0, human
+    assert f"'{py}' -m pip install" in human.stdout.replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    ("python", "why"),
+    [
+        ({"version": "3.11.0", "bits": 32}, "it is a 32-bit interpreter"),
+        (
+            {"version": "3.10.14", "implementation": "pypy", "executable": "/opt/pypy/bin/pypy3"},
+            "/opt/pypy/bin/pypy3: it is a pypy interpreter",
+        ),
+    ],
+    ids=["32-bit", "pypy"],
+)
+def test_torch_wheels_are_64_bit_cpython_only(
+    tmp_path: Path, python: dict[str, Any], why: str
+) -> None:
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({**A100, "python": python}))
+    r = envsetup("plan", "--profile", str(p), "--json")
+    assert r.returncode == 4, r
+    assert r.json()["plan"] is None
+    assert why in r.stderr and "use a 64-bit CPython 3." in r.stderr
+    assert r.stderr.count("\n") == 1
 
 
 def test_compat_list() -> None:
@@ -188,6 +267,30 @@ def test_compat_check_stale(tmp_path: Path, serve: Any) -> None:
     assert doc["missing_variants"] == [{"torch": "2.13.0", "variant": "cu134"}]
     human = envsetup("compat", "check", "--index-base", base)
     assert human.returncode == 1 and "2.16.0" in human.stdout and "stale" in human.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_compat_check_timeout_must_be_positive(value: str) -> None:
+    r = envsetup("compat", "check", "--index-base", "http://127.0.0.1:9", f"--timeout={value}")
+    assert r.returncode == 2, r
+    assert r.stderr.startswith(f"envsetup: --timeout {value}: give the seconds per request")
+    assert r.stderr.count("\n") == 1
+
+
+@pytest.mark.timeout(120)
+def test_compat_check_reads_a_local_mirror(tmp_path: Path) -> None:
+    lay_out_index(tmp_path / "whl", extra=["2.16.0+cpu"])
+    # a page with no index.html: its wheel files are the listing
+    flat = tmp_path / "whl" / "cu134" / "torch"
+    flat.mkdir(parents=True)
+    (flat / "torch-2.13.0+cu134-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    r = envsetup("compat", "check", "--index-base", (tmp_path / "whl").as_uri(), "--json")
+    assert r.returncode == 1, r
+    doc = r.json()
+    assert doc["missing_releases"] == ["2.16.0"] and doc["not_on_index"] == []
+    assert doc["missing_variants"] == [{"torch": "2.13.0", "variant": "cu134"}]
+    gone = envsetup("compat", "check", "--index-base", (tmp_path / "nothing").as_uri())
+    assert gone.returncode == 2 and "is not a directory" in gone.stderr, gone
 
 
 @pytest.mark.timeout(60)

@@ -11,7 +11,14 @@ from envsetup.compat import Table, load_table
 from envsetup.errors import NoBuildError, UsageError
 from envsetup.plan import Request
 from envsetup.profile import Profile
-from envsetup.resolve import has_kernels, install_commands, parse_spec, resolve
+from envsetup.resolve import (
+    check_index_url,
+    has_kernels,
+    index_base_from,
+    install_commands,
+    parse_spec,
+    resolve,
+)
 
 
 @pytest.fixture(scope="module")
@@ -455,3 +462,49 @@ def test_install_commands(table: Table) -> None:
     assert cmds["conda"] == cmds["pip"]  # no official conda packages after 2.5
     mac = resolve(machine("darwin", "arm64", macos_version="14.5"), Request(), table)
     assert "--index-url" not in install_commands(mac, "python")["pip"][0]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://download.pytorch.org/whl", "https://download.pytorch.org/whl"),
+        ("HTTPS://Mirror.example/whl", "https://Mirror.example/whl"),
+        ("http://127.0.0.1:8080/simple/", "http://127.0.0.1:8080/simple/"),
+        ("https://user:token@mirror.example/whl", "https://user:token@mirror.example/whl"),
+        ("file:///srv/mirror/whl", "file:///srv/mirror/whl"),
+    ],
+)
+def test_check_index_url_accepts(url: str, expected: str) -> None:
+    assert check_index_url(url, "--index-url") == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http:///", "has no host name"),
+        ("https://:443/whl", "has no host name"),
+        ("https://m.example/whl?token=a", "has a query or fragment"),
+        ("https://m.example/whl?", "has a query or fragment"),
+        ("https://m.example/whl#cpu", "has a query or fragment"),
+        ("ftp://m.example/whl", "is not an http(s):// or file:// URL"),
+        ("m.example/whl", "is not an http(s):// or file:// URL"),
+        ("https://m.example:port/whl", "is not a valid URL"),
+        ("https://m.example/my whl", "is not a URL"),
+        ("file://", "names no directory"),
+        ("", "is not a URL"),
+    ],
+)
+def test_check_index_url_refuses(url: str, reason: str) -> None:
+    with pytest.raises(UsageError) as err:
+        check_index_url(url, "--index-url")
+    assert err.value.message.startswith(f"--index-url {url!r} {reason}")
+    assert "\n" not in err.value.message
+
+
+def test_index_base_flag_then_environment_then_official() -> None:
+    env = {"ENVSETUP_TORCH_INDEX": "http://mirror.example/whl/"}
+    assert index_base_from("https://flag.example/w/", env) == "https://flag.example/w"
+    assert index_base_from(None, env) == "http://mirror.example/whl"
+    assert index_base_from(None, {"ENVSETUP_TORCH_INDEX": ""}) == "https://download.pytorch.org/whl"
+    with pytest.raises(UsageError, match=r"^ENVSETUP_TORCH_INDEX 'http:///' has no host"):
+        index_base_from(None, {"ENVSETUP_TORCH_INDEX": "http:///"})

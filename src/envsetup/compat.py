@@ -410,15 +410,14 @@ def _release(doc: _Doc, data: Any) -> Release:
                 base["cuda"] = doc.version(dd, "cuda", dp)
                 base["cudnn"] = doc.string(dd, "cudnn", dp, required=False)
             default = _build(doc, dd, dp, variant="default", kind=kind, base=base)
-        mm = info.get("min_macos_for", {})
-        doc.obj(mm, f"{path}.min_macos_for")
         if name.startswith("macos") and "min_macos" not in info:
             raise doc.fail(_join(path, "min_macos"), "missing (macOS wheels carry a minimum macOS)")
+        pythons = doc.strings(info, "python", path, PYTHON_RE)
         platforms[name] = PlatformInfo(
-            python=doc.strings(info, "python", path, PYTHON_RE),
+            python=pythons,
             default=default,
             min_macos=doc.version(info, "min_macos", path, required=False),
-            min_macos_for={str(k): str(v) for k, v in mm.items()},
+            min_macos_for=_min_macos_for(doc, info, path, pythons),
             source=doc.source(info, path),
         )
 
@@ -485,7 +484,7 @@ def _release(doc: _Doc, data: Any) -> Release:
     notes = data.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         raise doc.fail("notes", "expected a list of strings")
-    unconfirmed = doc.obj(data.get("unconfirmed", {}), "unconfirmed")
+    unconfirmed = _unconfirmed(doc, data)
     return Release(
         minor=minor,
         file=doc.name,
@@ -495,9 +494,46 @@ def _release(doc: _Doc, data: Any) -> Release:
         python_by_patch=by_patch,
         variants_known=known,
         variants_note=doc.string(data, "variants_note", "", required=False),
-        unconfirmed={str(k): str(v) for k, v in unconfirmed.items()},
+        unconfirmed=unconfirmed,
         notes=tuple(notes),
     )
+
+
+def _min_macos_for(
+    doc: _Doc, info: dict[str, Any], path: str, pythons: tuple[str, ...]
+) -> dict[str, str]:
+    """{Python: minimum macOS} where a Python's wheels need a newer macOS than the platform's."""
+    p = _join(path, "min_macos_for")
+    mm = doc.obj(info.get("min_macos_for", {}), p)
+    out: dict[str, str] = {}
+    for k in mm:
+        if not PYTHON_RE.match(k):
+            raise doc.fail(_join(p, k), f"{k!r} does not look like {_example(PYTHON_RE)}")
+        if k not in pythons:
+            raise doc.fail(_join(p, k), f"Python {k} is not in {_join(path, 'python')}")
+        v = doc.version(mm, k, p)
+        assert v is not None
+        out[k] = v
+    return out
+
+
+def _unconfirmed(doc: _Doc, data: dict[str, Any]) -> dict[str, str]:
+    """{"cu134" or "cu128 linux_aarch64": why it is not confirmed}."""
+    uc = doc.obj(data.get("unconfirmed", {}), "unconfirmed")
+    out: dict[str, str] = {}
+    for k in uc:
+        words = k.split(" ")
+        if not (1 <= len(words) <= 2 and VARIANT_RE.match(words[0])) or (
+            len(words) == 2 and words[1] not in PLATFORMS
+        ):
+            raise doc.fail(
+                _join("unconfirmed", k),
+                "the key is a variant, optionally with a platform (cu134, cu128 linux_aarch64)",
+            )
+        v = doc.string(uc, k, "unconfirmed")
+        assert v is not None
+        out[k] = v
+    return out
 
 
 def _cuda(

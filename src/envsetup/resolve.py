@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Optional
@@ -95,15 +96,49 @@ def check_variant(variant: str) -> str:
     )
 
 
-def index_base_from(flag: Optional[str], environ: Optional[dict[str, str]] = None) -> str:
-    """The PyTorch index base URL: --index-base, else $ENVSETUP_TORCH_INDEX, else the "
-    "official one."""
+def check_index_url(url: str, what: str) -> str:
+    """``url`` if it can be a package index (http, https or file), else a one-line UsageError.
+
+    ``what`` names where the URL came from (``--index-url``, ``ENVSETUP_TORCH_INDEX``). The
+    scheme may be written in any case and is returned in lower case; http(s) needs a host; a
+    query or fragment is refused (a variant name is appended to the path).
+    """
+    from urllib.parse import urlsplit
+
+    hint = "give an http(s):// or file:// URL such as https://download.pytorch.org/whl"
+    if not url or url != url.strip() or any(c.isspace() for c in url):
+        raise UsageError(f"{what} {url!r} is not a URL (empty or with spaces): {hint}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        raise UsageError(f"{what} {url!r} is not a valid URL ({exc}): {hint}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https", "file"):
+        raise UsageError(f"{what} {url!r} is not an http(s):// or file:// URL: {hint}")
+    if scheme != "file" and not parts.hostname:
+        raise UsageError(f"{what} {url!r} has no host name: {hint}")
+    if scheme == "file" and not parts.path.strip("/"):
+        raise UsageError(f"{what} {url!r} names no directory: give file:///path/to/index")
+    if "?" in url or "#" in url:
+        raise UsageError(
+            f"{what} {url!r} has a query or fragment (?... or #...), which an index URL cannot "
+            "carry (names are appended to its path): give the plain URL; credentials go in the "
+            "host part (https://user:token@host/path)"
+        )
+    return scheme + url[len(parts.scheme) :]
+
+
+def index_base_from(flag: Optional[str], environ: Optional[Mapping[str, str]] = None) -> str:
+    """The PyTorch index base URL: --index-base, else $ENVSETUP_TORCH_INDEX, else the official
+    one. A bad URL is a one-line UsageError naming the flag or the variable."""
     env = os.environ if environ is None else environ
-    value = flag or env.get(ENV_INDEX) or PYTORCH_INDEX
-    where = "--index-base" if flag else ENV_INDEX if env.get(ENV_INDEX) else "index"
-    if not re.match(r"^(https?|file)://[^\s]+$", value):
-        raise UsageError(f"{where} {value!r} is not an http(s):// or file:// URL")
-    return value.rstrip("/")
+    if flag is not None:
+        return check_index_url(flag, "--index-base").rstrip("/")
+    value = env.get(ENV_INDEX, "")
+    if value:
+        return check_index_url(value, ENV_INDEX).rstrip("/")
+    return PYTORCH_INDEX.rstrip("/")
 
 
 # --------------------------------------------------------------------------- checks
@@ -232,6 +267,30 @@ def _machine(profile: Profile) -> _Machine:
         macos=profile.system.macos_version,
         cuda_driver=profile.nvidia.cuda_driver_version,
         nvidia_without_driver=driver is None and (bool(gpus) or profile.nvidia.pci_devices > 0),
+    )
+
+
+def _interpreter_check(profile: Profile, m: _Machine, table: Table) -> None:
+    """torch publishes wheels for 64-bit CPython only (tags cp3X on 64-bit platforms)."""
+    impl = (profile.python.implementation or "").strip().lower()
+    bits = profile.python.bits
+    problems = []
+    if impl != "cpython":
+        problems.append(f"a {profile.python.implementation} interpreter")
+    if bits != 64:
+        problems.append(f"a {bits}-bit interpreter")
+    if not problems:
+        return
+    have = sorted(
+        {py for p, r in table.patches() for py in r.python_for(p.version, m.platform)},
+        key=lambda t: (int(t.split(".")[1].rstrip("t")), t),
+    )
+    plain = [t for t in have if not t.endswith("t")]
+    fits = f" {plain[0]}-{plain[-1]}" if plain else ""
+    where = profile.python.executable or f"Python {profile.python.version}"
+    raise NoBuildError(
+        f"no torch build fits {where}: it is {' and '.join(problems)}, and torch publishes wheels "
+        f"for 64-bit CPython only. To make it fit: use a 64-bit CPython{fits} (--python PATH)"
     )
 
 
@@ -416,6 +475,7 @@ def _rank(v: _Verdict) -> tuple[object, ...]:
 def resolve(profile: Profile, request: Request, table: Table) -> Plan:
     """The best build for ``profile`` that satisfies ``request``; NoBuildError when none fits."""
     m = _machine(profile)
+    _interpreter_check(profile, m, table)
     spec = parse_spec(request.torch)
     variant = check_variant(request.variant)
     base = request.index_base.rstrip("/")

@@ -11,7 +11,7 @@ from envsetup.compat import Build, Table
 from envsetup.diagnose import is_cpu_build, usable_nvidia
 from envsetup.errors import EnvsetupError
 from envsetup.findings import Finding
-from envsetup.plan import Request
+from envsetup.plan import Plan, Request
 from envsetup.profile import Profile
 from envsetup.resolve import _machine, has_kernels, platform_key, resolve, sm
 
@@ -38,25 +38,60 @@ def _installed_build(profile: Profile, table: Table) -> Optional[Build]:
     return None
 
 
-def _cpu_torch_on_gpu(profile: Profile, table: Table) -> Finding:
+def _companions(profile: Profile) -> tuple[bool, bool]:
+    """(torchvision, torchaudio) installed beside torch: a fix keeps them."""
+    t = profile.torch
+    return t.package("torchvision") is not None, t.package("torchaudio") is not None
+
+
+def _install_fix(profile: Profile, plan: Plan) -> str:
+    """The command that installs ``plan`` into the profile's interpreter, companions kept."""
+    vision, audio = _companions(profile)
+    argv = ["envsetup", "install", "--python", profile.python.executable or "python3"]
+    argv += ["--torch", plan.torch, "--variant", plan.variant]
+    with_ = ",".join(n for n, on in (("vision", vision), ("audio", audio)) if on)
+    if with_:
+        argv += ["--with", with_]
+    return shlex.join(argv)
+
+
+class _Best:
+    """The resolver's pick for this machine (companions kept), computed at most once."""
+
+    def __init__(self, profile: Profile, table: Table) -> None:
+        self.profile, self.table = profile, table
+        self._done = False
+        self.plan: Optional[Plan] = None
+        self.error: Optional[str] = None
+
+    def get(self) -> Optional[Plan]:
+        if not self._done:
+            self._done = True
+            vision, audio = _companions(self.profile)
+            try:
+                self.plan = resolve(self.profile, Request(vision=vision, audio=audio), self.table)
+            except EnvsetupError as exc:
+                self.error = exc.message
+        return self.plan
+
+
+def _cpu_torch_on_gpu(profile: Profile, best: _Best) -> Finding:
     """A CPU-only torch where an NVIDIA GPU is usable: the fix is the build that fits it."""
     gpu = next(g for g in profile.nvidia.gpus if g.visible)
     message = (
         f"torch {profile.torch.version} is a CPU-only build, but {gpu.name or 'an NVIDIA GPU'} "
         f"with driver {profile.nvidia.driver_version} is usable: torch will not use the GPU."
     )
-    python = shlex.quote(profile.python.executable or "python3")
-    try:
-        plan = resolve(profile, Request(vision=profile.torch.package("torchvision") is not None,
-                                        audio=profile.torch.package("torchaudio") is not None),
-                       table)  # fmt: skip
-    except EnvsetupError as exc:
-        return Finding("error", "cpu-torch-on-gpu-machine", f"{message} No CUDA build fits: {exc}")
+    plan = best.get()
+    if plan is None:
+        return Finding(
+            "error", "cpu-torch-on-gpu-machine", f"{message} No CUDA build fits: {best.error}"
+        )
     return Finding(
         "error",
         "cpu-torch-on-gpu-machine",
         f"{message} torch {plan.torch} {plan.variant} runs on it.",
-        f"envsetup install --python {python} --torch {plan.torch} --variant {plan.variant} --yes",
+        _install_fix(profile, plan) + " --yes",
     )
 
 
@@ -76,6 +111,7 @@ def table_findings(profile: Profile, table: Table) -> list[Finding]:
         m = _machine(profile)
     except EnvsetupError:
         return out
+    best = _Best(profile, table)
     cuda = t.cuda
     build = _installed_build(profile, table)
     if cuda is None and build is not None:
@@ -83,15 +119,21 @@ def table_findings(profile: Profile, table: Table) -> list[Finding]:
     if t.version and cuda and m.driver:
         floor = table.floor(cuda, m.driver_family)
         if floor is not None and Version(m.driver) < Version(floor[0]):
+            plan = best.get()
+            alt = (
+                f" torch {plan.torch} {plan.variant} runs on this driver."
+                if plan is not None
+                else f" No build runs on this driver: {best.error}"
+            )
             out.append(
                 Finding(
                     "error",
                     "torch-cuda-newer-than-driver",
                     f"torch {t.version} is built for CUDA {cuda}, which needs a driver >= "
                     f'{floor[0]}; this driver is {m.driver} (CUDA errors: "driver version is '
-                    'insufficient").',
-                    f"upgrade the NVIDIA driver to >= {floor[0]}, or run `envsetup install` for a "
-                    "build this driver supports",
+                    f'insufficient"). Upgrade the NVIDIA driver to >= {floor[0]}, or install a '
+                    f"build this driver supports.{alt}",
+                    _install_fix(profile, plan) if plan is not None else None,
                 )
             )
     arch: tuple[str, ...] = ()
@@ -103,6 +145,12 @@ def table_findings(profile: Profile, table: Table) -> list[Finding]:
         for g in m.gpus:
             if g.compute_capability and not has_kernels(arch, g.compute_capability):
                 shown = ", ".join(sm(a) for a in arch)
+                plan = best.get()
+                alt = (
+                    f" torch {plan.torch} {plan.variant} has kernels for every visible GPU."
+                    if plan is not None
+                    else f" No build fits: {best.error}"
+                )
                 out.append(
                     Finding(
                         "error",
@@ -110,28 +158,28 @@ def table_findings(profile: Profile, table: Table) -> list[Finding]:
                         f"torch {t.version} has no kernels for GPU {g.index}"
                         + (f" ({g.name})" if g.name else "")
                         + f', {sm(g.compute_capability)} (it has {shown}): "no kernel image is '
-                        'available for execution on the device".',
-                        "run `envsetup plan` and `envsetup install` for a build with "
-                        f"{sm(g.compute_capability)} kernels",
+                        f'available for execution on the device".{alt}',
+                        _install_fix(profile, plan) if plan is not None else None,
                     )
                 )
     if is_cpu_build(profile) and usable_nvidia(profile):
-        out.append(_cpu_torch_on_gpu(profile, table))
+        out.append(_cpu_torch_on_gpu(profile, best))
     if t.version and _valid(t.version):
-        try:
-            plan = resolve(profile, Request(vision=False), table)
-        except EnvsetupError:
+        plan = best.get()
+        if plan is None:
             return out
         have = Version(t.version)
         gpu_now = cuda is not None
-        if Version(plan.torch) > Version(have.public) and (bool(plan.cuda) == gpu_now):
+        fix = _install_fix(profile, plan)
+        said = any(f.fix == fix for f in out)  # an error above already gives this command
+        if Version(plan.torch) > Version(have.public) and bool(plan.cuda) == gpu_now and not said:
             out.append(
                 Finding(
                     "info",
                     "newer-torch-build-available",
                     f"torch {plan.torch} ({plan.variant}) fits this machine; torch {t.version} "
                     "is installed.",
-                    f"envsetup install --torch {plan.torch} --variant {plan.variant}",
+                    fix,
                 )
             )
     return out

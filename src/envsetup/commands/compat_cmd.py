@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -138,27 +138,12 @@ def _wheels(names: list[str]) -> set[tuple[str, Optional[str]]]:
     return out
 
 
-@compat_app.command("check")
-def check_command(
-    index_base: Optional[str] = typer.Option(
-        None, "--index-base", help="Base URL of the PyTorch index (or a mirror with its layout)."
-    ),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds per request."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
-) -> None:
-    """Compare the table with the live PyTorch index; exit 1 when the table is stale."""
+def _http_fetch(base: str, timeout: float) -> Callable[[str], Optional[list[str]]]:
+    """A reader of index pages over HTTP: wheel names, or None for a page that is not there."""
     import requests
 
-    from envsetup.compat import load_table
     from envsetup.errors import EXIT_USAGE, EnvsetupError
-    from envsetup.resolve import index_base_from
 
-    base = index_base_from(index_base)
-    table = load_table()
-    known: dict[str, set[str]] = {}  # version -> variants the table lists
-    for patch, rel in table.patches():
-        known[patch.version] = set(rel.variants) | set(rel.unconfirmed)
-    variants = sorted({v for vs in known.values() for v in vs if " " not in v})
     session = requests.Session()
     headers = {"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"}
 
@@ -184,6 +169,67 @@ def check_command(
                 f"the PyTorch index answered HTTP {r.status_code} for {url}", exit_code=EXIT_USAGE
             )
         return _parse_listing(r.text, r.headers.get("Content-Type", ""))
+
+    return fetch
+
+
+def _local_fetch(base: str) -> Callable[[str], Optional[list[str]]]:
+    """A reader of a file:// mirror: a page's index.html (PEP 503), else its *.whl files."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    from envsetup.errors import UsageError
+
+    root = Path(url2pathname(urlsplit(base).path))
+    if not root.is_dir():
+        raise UsageError(
+            f"index {base}: {root} is not a directory; give a local mirror of the index"
+        )
+
+    def fetch(url: str) -> Optional[list[str]]:
+        page = Path(url2pathname(urlsplit(url).path))
+        if not page.is_dir():
+            return None
+        html = page / "index.html"
+        if html.is_file():
+            try:
+                return _parse_listing(html.read_text(encoding="utf-8", errors="replace"), "html")
+            except OSError as exc:
+                raise UsageError(f"{html}: cannot be read ({exc.strerror or exc})") from None
+        return sorted(p.name for p in page.glob("*.whl"))
+
+    return fetch
+
+
+@compat_app.command("check")
+def check_command(
+    index_base: Optional[str] = typer.Option(
+        None, "--index-base", help="Base URL of the PyTorch index (or a mirror with its layout)."
+    ),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds per request."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Compare the table with the live PyTorch index; exit 1 when the table is stale.
+
+    A file:// base is read from the local directory (a mirror laid out like the index:
+    <base>/<variant>/torch/index.html, or the wheel files themselves).
+    """
+    import math
+
+    from envsetup.compat import load_table
+    from envsetup.errors import UsageError
+    from envsetup.resolve import index_base_from
+
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout {timeout:g}: give the seconds per request, more than 0 (30)")
+    base = index_base_from(index_base)
+    table = load_table()
+    known: dict[str, set[str]] = {}  # version -> variants the table lists
+    for patch, rel in table.patches():
+        known[patch.version] = set(rel.variants) | set(rel.unconfirmed)
+    variants = sorted({v for vs in known.values() for v in vs if " " not in v})
+    fetch = _local_fetch(base) if base.startswith("file:") else _http_fetch(base, timeout)
 
     seen: set[tuple[str, Optional[str]]] = set()
     absent_pages: list[str] = []

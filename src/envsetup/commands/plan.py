@@ -41,6 +41,15 @@ def this_machine(python: Optional[str]) -> Any:
     return detect_profile(python=python)
 
 
+def _target_python(prof: Any, python: Optional[str], *, from_file: bool) -> str:
+    """The interpreter the install commands name: the resolved one, never a venv directory."""
+    from envsetup.target import resolve_python
+
+    if from_file and python is not None:
+        return resolve_python(python)  # --python with --profile: the file's machine, this target
+    return str(prof.python.executable or "python")
+
+
 @app.command("plan")
 def plan_command(
     profile: Optional[Path] = typer.Option(  # noqa: B008
@@ -74,6 +83,7 @@ def plan_command(
     parse_spec(torch)
     check_variant(variant)
     prof = load_profile(profile) if profile is not None else this_machine(python)
+    target = _target_python(prof, python, from_file=profile is not None)
     table = load_table()
     request = Request(torch=torch, variant=variant, vision=vision, audio=audio, index_base=base)
     try:
@@ -82,7 +92,6 @@ def plan_command(
         if as_json:
             sys.stdout.write(json.dumps({"plan": None, "error": exc.message}, indent=2) + "\n")
         raise
-    target = python or prof.python.executable or "python"
     commands = install_commands(plan, target)
     if as_json:
         doc = {"plan": plan.to_dict(), "commands": commands}
