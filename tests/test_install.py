@@ -312,3 +312,23 @@ def test_saved_wheel_holds_installed_files(index: IndexServer, tmp_path: Path) -
     with zipfile.ZipFile(saved[0].wheel) as zf, zipfile.ZipFile(wheel) as orig:
         assert zf.read("torch/version.py") == orig.read("torch/version.py")
         assert any(n.endswith(".dist-info/METADATA") for n in zf.namelist())
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--index-url", "notaurl"], {}, "--index-url notaurl"),
+        ([], {"ENVSETUP_TORCH_INDEX": "http:///"}, "ENVSETUP_TORCH_INDEX"),
+        (
+            ["--export", "requirements", "-o", "/nonexistent/dir/req.txt"],
+            {},
+            "--output /nonexistent",
+        ),
+    ],
+)
+def test_install_bad_input_is_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], needle: str
+) -> None:
+    cp = envsetup("install", "--yes", "--dry-run", *args, env=hermetic_env(tmp_path, **env))
+    assert cp.returncode == 2, cp.stderr
+    assert cp.stderr.count("\n") == 1 and needle in cp.stderr

@@ -251,7 +251,9 @@ _HINTS: dict[type, dict[str, Any]] = {}
 def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     """Rebuild dataclass ``cls`` from ``data``; missing keys take their defaults."""
     if not isinstance(data, dict):
-        raise ValueError(f"{path or cls.__name__.lower()}: expected an object, got {type(data).__name__}")
+        raise ValueError(
+            f"{path or cls.__name__.lower()}: expected an object, got {type(data).__name__}"
+        )
     hints = _HINTS.get(cls)
     if hints is None:
         hints = _HINTS[cls] = typing.get_type_hints(cls)

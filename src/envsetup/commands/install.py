@@ -140,6 +140,10 @@ def install(
 
     if python and venv:
         raise UsageError("--python and --venv name the target twice; give one")
+    if index_url is not None:
+        from envsetup.resolve import check_index_url
+
+        index_url = check_index_url(index_url, "--index-url")
     extras = _with(with_)
     base = resolve_python(python)
     target: Optional[str] = base
