@@ -317,7 +317,7 @@ def test_saved_wheel_holds_installed_files(index: IndexServer, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("args", "env", "needle"),
     [
-        (["--index-url", "notaurl"], {}, "--index-url notaurl"),
+        (["--index-url", "notaurl"], {}, "--index-url 'notaurl' is not"),
         ([], {"ENVSETUP_TORCH_INDEX": "http:///"}, "ENVSETUP_TORCH_INDEX"),
         (
             ["--export", "requirements", "-o", "/nonexistent/dir/req.txt"],
