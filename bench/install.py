@@ -24,10 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
 from conftest import TORCH_VERSION, make_venv  # noqa: E402
+from envsetup.install.backends import find_uv  # noqa: E402
 from indexserver import IndexServer  # noqa: E402
 from test_install import hermetic_env, make_plan, write_plan  # noqa: E402
-
-from envsetup.install.backends import find_uv  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:

@@ -282,9 +282,10 @@ def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
                 ui.step(f"checking {index}")
                 checked = _Background(preflight, index, plan)
             ui.step(f"downloading torch {plan.torch} ({plan.variant}) and its dependencies")
-            argvs = [backend.resolve(plan, stage, index), backend.download(plan, stage, index)]
+            download = backend.download(plan, stage, index)
+            argvs = [backend.resolve(plan, stage, index), download]
             out.resolve = argvs[0]
-            out.commands.append(argvs[1])
+            out.commands.append(download)
             if argvs[0] is not None:
                 backends.UvBackend.requirements(stage).write_text(
                     "\n".join(plan.requirements()) + "\n", encoding="utf-8"

@@ -145,8 +145,8 @@ def wheel_identity(path: Path) -> tuple[str, str]:
     if path.name.endswith(".dist-info"):
         name, _, version = path.name[: -len(".dist-info")].rpartition("-")
         return normalize(name), version
-    name, version, _, _ = parse_wheel_filename(path.name)
-    return normalize(str(name)), str(version)
+    wname, wversion, _, _ = parse_wheel_filename(path.name)
+    return normalize(str(wname)), str(wversion)
 
 
 def manifest(source: Path) -> tuple[list[str], list[str], int]:
