@@ -5,6 +5,9 @@ times, in a fresh venv each run: the raw ``install --index-url`` and ``envsetup 
 --no-verify --plan-file``. Prints the figures; asserts nothing.
 
     python bench/install.py [runs]
+
+The pip and uv caches are shared by all runs (the first raw run fills them), so the medians
+compare warm-cache installs. Each envsetup run's step times come from its install log.
 """
 
 from __future__ import annotations
@@ -18,13 +21,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
-from tests.conftest import TORCH_VERSION, make_venv  # noqa: E402
-from tests.indexserver import IndexServer  # noqa: E402
-from tests.test_install import CLI, hermetic_env, make_plan, write_plan  # noqa: E402
-
+from conftest import TORCH_VERSION, make_venv  # noqa: E402
 from envsetup.install.backends import find_uv  # noqa: E402
+from indexserver import IndexServer  # noqa: E402
+from test_install import hermetic_env, make_plan, write_plan  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -68,9 +70,14 @@ def main() -> None:
                 )
                 raw.append(timed(argv, env))
                 py = make_venv(tmp / f"ours-{installer}-{i}")
-                ours.append(timed([sys.executable, "-c", CLI, "install", "--yes", "--no-verify",
+                ours.append(timed([sys.executable, "-m", "envsetup", "install", "--yes", "--no-verify",
                                    "--plan-file", plan, "--python", str(py),
                                    "--installer", installer, "--index-url", url], env))  # fmt: skip
+                logs = sorted((tmp / "cache" / "envsetup" / "logs").glob("install-*.log"))
+                steps = [ln[8:].split(" (")[0] for ln in logs[-1].read_text().splitlines()
+                         if ln.startswith("# time: ")]  # fmt: skip
+                print(f"  {installer} run {i}: raw {raw[-1]:.2f} s, envsetup {ours[-1]:.2f} s "
+                      f"[{', '.join(steps)}]", flush=True)  # fmt: skip
             r, o = statistics.median(raw), statistics.median(ours)
             print(f"{installer}: raw {r:.2f} s, envsetup {o:.2f} s, overhead {o - r:+.2f} s "
                   f"({(o - r) / r * 100:+.1f} %), median of {runs}")  # fmt: skip

@@ -171,7 +171,16 @@ class IndexServer:
             file = self.root / parts[0] / parts[2]
             if not file.is_file():
                 return self._send(h, 404, b"not found\n", "text/plain")
-            return self._file(h, file.read_bytes(), fault)
+            # Like a real file host: a validator, so that clients can revalidate their cache.
+            st = file.stat()
+            etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
+            if not fault and h.headers.get("If-None-Match") == etag:
+                h.send_response(304)
+                h.send_header("ETag", etag)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return None
+            return self._file(h, file.read_bytes(), fault, etag)
         if len(parts) == 2:
             variant, project = parts
             links = []
@@ -186,10 +195,14 @@ class IndexServer:
             return self._send(h, 200, body.encode(), "text/html")
         return self._send(h, 404, b"not found\n", "text/plain")
 
-    def _file(self, h: BaseHTTPRequestHandler, data: bytes, fault: Optional[Fault]) -> None:
+    def _file(
+        self, h: BaseHTTPRequestHandler, data: bytes, fault: Optional[Fault], etag: str = ""
+    ) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "application/octet-stream")
         h.send_header("Content-Length", str(len(data)))
+        if etag:
+            h.send_header("ETag", etag)
         h.end_headers()
         self.serving_file.set()
         if fault and fault.kind == "truncate":  # the full length announced, half of it sent

@@ -123,6 +123,11 @@ def test_install_into_fresh_venv(installer: str, index: IndexServer, tmp_path: P
     assert sorted(doc["changed"]) == ["torch 2.4.1+cu121 added", "torchvision 0.19.1+cu121 added"]
     # The install step ran offline from the stage.
     assert "--no-index" in doc["commands"][1]
+    if installer == "uv":  # resolved for this interpreter into a lock, installed from the lock
+        assert doc["resolve"][1:3] == ["pip", "compile"] and str(py) in doc["resolve"]
+        assert "--offline" in doc["commands"][1] and doc["commands"][1][-1].endswith("pylock.toml")
+    else:
+        assert doc["resolve"] is None
     # An upgrade over an existing install: the other variant replaces the first.
     plan2 = write_plan(tmp_path, make_plan(variant="cu118", cuda="11.8"))
     args[args.index("--plan-file") + 1] = plan2

@@ -3,12 +3,16 @@
 Each install is two steps, so that nothing is touched until everything is at hand:
 
 1. ``download``: fetch every file the plan needs (the pins and all their dependencies) into a
-   staging directory. pip and uv backends both stage with ``pip download --only-binary=:all:``
-   run *for the target interpreter* (its own pip, or ours with ``pip --python TARGET``), so the
-   wheel tags are the target's. conda stages with ``conda install --download-only``.
-2. ``install``: install from the staging directory with the network off (``--no-index
-   --find-links STAGE`` for pip, ``--offline --no-index --find-links STAGE`` for uv,
-   ``--offline`` for conda).
+   staging directory. pip stages with ``pip download --only-binary=:all:`` run *for the target
+   interpreter* (its own pip, or ours with ``pip --python TARGET``), so the wheel tags are the
+   target's. uv first resolves (``resolve``: ``uv pip compile --python TARGET`` writes a PEP 751
+   ``pylock.toml`` with every file's URL and hash, for the target's markers and tags), then
+   stages by installing that lock into a scratch directory (``--target STAGE``), which fetches,
+   hash-checks and unpacks every file into uv's cache. conda stages with ``conda install
+   --download-only``.
+2. ``install``: install from what was staged with the network off (``--no-index --find-links
+   STAGE`` for pip, ``--offline --no-index -r pylock.toml`` for uv: the same lock, from the
+   cache alone; ``--offline`` for conda).
 
 ``direct`` is the one-command equivalent a person would type; it is what ``--dry-run`` and the
 wizard show next to the two steps.
@@ -97,6 +101,10 @@ class Backend:
         self.info = info
         self.bsp = break_system_packages
 
+    def resolve(self, plan: Plan, stage: Path, index_url: Optional[str]) -> Optional[list[str]]:
+        """The command that fixes the exact set of files before staging, if the backend has one."""
+        return None
+
     def download(self, plan: Plan, stage: Path, index_url: Optional[str]) -> list[str]:
         return pip_download(plan, self.info, stage, index_url)
 
@@ -174,15 +182,36 @@ class UvBackend(Backend):
             args.append("--break-system-packages")
         return args
 
-    def install(self, stage: Path, reqs: Sequence[str]) -> list[str]:
+    @staticmethod
+    def lock(stage: Path) -> Path:
+        """The PEP 751 lock the resolve step writes next to the stage."""
+        return stage.parent / "pylock.toml"
+
+    @staticmethod
+    def requirements(stage: Path) -> Path:
+        """The plan's pins, as the resolve step reads them."""
+        return stage.parent / "requirements.in"
+
+    def resolve(self, plan: Plan, stage: Path, index_url: Optional[str]) -> Optional[list[str]]:
+        # uv resolves for the target interpreter (its markers and its wheel tags) and writes
+        # every file's URL and hash; nothing is installed yet.
         return [
-            *self._base("install"),
-            "--offline",
-            "--no-index",
-            "--find-links",
-            str(stage),
-            *reqs,
-        ]
+            self.uv, "pip", "compile", "--python", self.info.python, "--only-binary", ":all:",
+            "--quiet", "--no-header", *index_args(index_url), "--output-file",
+            str(self.lock(stage)), str(self.requirements(stage)),
+        ]  # fmt: skip
+
+    def download(self, plan: Plan, stage: Path, index_url: Optional[str]) -> list[str]:
+        # Fetch (hash-checked) and unpack every locked file into uv's cache, by installing the
+        # lock into a scratch directory: the target is not touched.
+        return [
+            self.uv, "pip", "install", "--python", self.info.python, "--target", str(stage),
+            "--no-deps", "-r", str(self.lock(stage)),
+        ]  # fmt: skip
+
+    def install(self, stage: Path, reqs: Sequence[str]) -> list[str]:
+        # The same lock, from the cache alone: no index, no network.
+        return [*self._base("install"), "--offline", "--no-index", "-r", str(self.lock(stage))]
 
     def direct(self, plan: Plan, index_url: Optional[str]) -> list[str]:
         return [*self._base("install"), *index_args(index_url), *plan.requirements()]

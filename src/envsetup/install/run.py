@@ -12,8 +12,8 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,6 +59,7 @@ class Outcome:
     dry_run: bool = False
     error: Optional[str] = None
     restored: Optional[bool] = None
+    resolve: Optional[list[str]] = None  # the command that fixed the exact files (uv), if any
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +68,7 @@ class Outcome:
             "python": self.python,
             "installer": self.installer,
             "plan": self.plan.to_dict(),
+            "resolve": self.resolve,
             "commands": self.commands,
             "direct": self.direct,
             "changed": self.changed,
@@ -166,19 +168,51 @@ def _stream(argv: Sequence[str], log_file: Any, ui: Ui, env: dict[str, str]) -> 
 
 
 def _staged(stage: Path) -> dict[str, tuple[str, Path]]:
+    """What was staged: wheels (pip), or the ``.dist-info`` dirs of uv's scratch install."""
     out: dict[str, tuple[str, Path]] = {}
-    for whl in sorted(stage.glob("*.whl")):
-        name, version = snapshot.wheel_identity(whl)
-        out[name] = (version, whl)
+    for src in sorted([*stage.glob("*.whl"), *stage.glob("*.dist-info")]):
+        name, version = snapshot.wheel_identity(src)
+        out[name] = (version, src)
     return out
 
 
-def _unpacked_size(wheels: Sequence[Path]) -> int:
-    total = 0
-    for w in wheels:
-        with zipfile.ZipFile(w) as zf:
-            total += sum(i.file_size for i in zf.infolist())
-    return total
+def _unpacked_size(staged: Sequence[Path]) -> int:
+    return sum(snapshot.manifest(s)[2] for s in staged)
+
+
+class _Clock:
+    """Each step's wall time, written to the install log."""
+
+    def __init__(self, log: Any):
+        self.log = log
+        self.start = self.last = time.monotonic()
+
+    def step(self, what: str) -> None:
+        now = time.monotonic()
+        self.log.write(f"# time: {what} {now - self.last:.2f} s (total {now - self.start:.2f} s)\n")
+        self.log.flush()
+        self.last = now
+
+
+class _Background:
+    """Run ``fn`` in a thread; :meth:`result` re-raises what it raised."""
+
+    def __init__(self, fn: Any, *args: Any):
+        self.error: Optional[BaseException] = None
+
+        def body() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # handed to result()
+                self.error = exc
+
+        self.thread = threading.Thread(target=body, daemon=True)
+        self.thread.start()
+
+    def result(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _check_space(path: str, need: int, what: str) -> None:
@@ -222,6 +256,7 @@ def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
     reqs_display = [f"{p.name}=={p.version}" for p in plan.pins]
     if opts.dry_run:
         stage = Path("STAGE")
+        out.resolve = backend.resolve(plan, stage, index)
         out.commands = [backend.download(plan, stage, index), backend.install(stage, reqs_display)]
         out.ok = True
         return out
@@ -234,29 +269,48 @@ def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
     stage, saved_dir = work / "stage", work / "saved"
     stage.mkdir()
     env = proc.clean_env()
+    cleanup: Optional[_Background] = None
     try:
         with log_path.open("w", encoding="utf-8") as log:
+            clock = _Clock(log)
             if isinstance(backend, backends.CondaBackend):
                 _conda(plan, backend, info, out, log, ui, env, stage)
                 return _finish(out, plan, opts, ui)
-            # 1. Stage every file; the target is not touched.
+            # 1. Stage every file; the target is not touched. The index check runs alongside.
+            checked = None
             if index:
                 ui.step(f"checking {index}")
-                preflight(index, plan)
+                checked = _Background(preflight, index, plan)
             ui.step(f"downloading torch {plan.torch} ({plan.variant}) and its dependencies")
-            argv = backend.download(plan, stage, index)
-            out.commands.append(argv)
-            try:
-                rc = _stream(argv, log, ui, env)
-            except KeyboardInterrupt:
-                raise EnvsetupError(
-                    "interrupted while downloading; nothing was changed",
-                    code="interrupted",
-                    exit_code=EXIT_INTERRUPTED,
-                ) from None
-            if rc != 0:
-                why = _tail(log_path) or f"exit {rc}"
-                raise InstallError(f"download failed: {why}; nothing was changed (log: {log_path})")
+            download = backend.download(plan, stage, index)
+            argvs = [backend.resolve(plan, stage, index), download]
+            out.resolve = argvs[0]
+            out.commands.append(download)
+            if argvs[0] is not None:
+                backends.UvBackend.requirements(stage).write_text(
+                    "\n".join(plan.requirements()) + "\n", encoding="utf-8"
+                )
+            for argv in argvs:
+                if argv is None:
+                    continue
+                try:
+                    rc = _stream(argv, log, ui, env)
+                except KeyboardInterrupt:
+                    raise EnvsetupError(
+                        "interrupted while downloading; nothing was changed",
+                        code="interrupted",
+                        exit_code=EXIT_INTERRUPTED,
+                    ) from None
+                clock.step("resolve" if argv is argvs[0] else "download")
+                if rc != 0:
+                    if checked is not None:
+                        checked.result()  # the index's own answer says more than the installer's
+                    why = _tail(log_path) or f"exit {rc}"
+                    raise InstallError(
+                        f"download failed: {why}; nothing was changed (log: {log_path})"
+                    )
+            if checked is not None:
+                checked.result()
             staged = _staged(stage)
             missing = [p.name for p in plan.pins if tgt.normalize(p.name) not in staged]
             if missing:
@@ -275,6 +329,7 @@ def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
                 ui.step(f"saving the installed {', '.join(replaced)} for a restore")
             saved = snapshot.save(info, replaced, saved_dir)
             before_listing = snapshot.listing(info)
+            clock.step("space check and saved copies")
             # 3. Install offline, from the stage only.
             reqs = [f"{p.name}=={staged[tgt.normalize(p.name)][0]}" for p in plan.pins]
             argv = backend.install(stage, reqs)
@@ -305,12 +360,19 @@ def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
                     f"install failed ({why}); {state} (log: {log_path})",
                     exit_code=EXIT_INTERRUPTED if interrupted else None,
                 )
+            clock.step("install")
+            # The stage is no longer needed: remove it while the check runs.
+            cleanup = _Background(shutil.rmtree, work, True)
             after = tgt.probe(info.python).dists
             out.changed = snapshot.differences(info.dists, after)
             ui.done(f"installed {', '.join(reqs)} with {backend.name}")
-        return _finish(out, plan, opts, ui)
+            _finish(out, plan, opts, ui)
+            clock.step("check")
+        return out
     finally:
         ui.close()
+        if cleanup is not None:
+            cleanup.thread.join()
         shutil.rmtree(work, ignore_errors=True)
 
 

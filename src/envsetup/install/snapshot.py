@@ -141,12 +141,40 @@ def listing(info: TargetInfo) -> set[str]:
 
 
 def wheel_identity(path: Path) -> tuple[str, str]:
-    name, version, _, _ = parse_wheel_filename(path.name)
-    return normalize(str(name)), str(version)
+    """(normalised name, version) of a wheel file, or of an installed ``.dist-info`` dir."""
+    if path.name.endswith(".dist-info"):
+        name, _, version = path.name[: -len(".dist-info")].rpartition("-")
+        return normalize(name), version
+    wname, wversion, _, _ = parse_wheel_filename(path.name)
+    return normalize(str(wname)), str(wversion)
+
+
+def manifest(source: Path) -> tuple[list[str], list[str], int]:
+    """What a staged distribution puts in site-packages: (paths, console scripts, bytes).
+
+    ``source`` is a wheel, or the ``.dist-info`` directory of a scratch install (its RECORD).
+    """
+    if source.is_dir():
+        paths: list[str] = []
+        size = 0
+        with contextlib.suppress(OSError):
+            for line in (source / "RECORD").read_text("utf-8", "replace").splitlines():
+                parts = line.rsplit(",", 2)
+                if len(parts) == 3 and parts[0] and not parts[0].startswith(("/", "..")):
+                    paths.append(parts[0])
+                    size += int(parts[2]) if parts[2].isdigit() else 0
+        eps: list[str] = []
+        with contextlib.suppress(OSError):
+            eps = _entry_points_text((source / "entry_points.txt").read_text("utf-8", "replace"))
+        return paths, eps, size
+    with zipfile.ZipFile(source) as zf:
+        infos = zf.infolist()
+        return [i.filename for i in infos], _entry_points(zf), sum(i.file_size for i in infos)
 
 
 def scrub(info: TargetInfo, wheels: Iterable[Path], before: set[str]) -> None:
-    """Delete what these wheels would have put in the environment, and new stash entries.
+    """Delete what these staged distributions (wheels or scratch-installed ``.dist-info``
+    directories) would have put in the environment, and new stash entries.
 
     Used after a failed (possibly killed) install, before the saved wheels are put back.
     """
@@ -155,9 +183,7 @@ def scrub(info: TargetInfo, wheels: Iterable[Path], before: set[str]) -> None:
     dirs: set[Path] = set()
     for wheel in wheels:
         try:
-            with zipfile.ZipFile(wheel) as zf:
-                names = zf.namelist()
-                eps = _entry_points(zf)
+            names, eps, _ = manifest(wheel)
         except (OSError, zipfile.BadZipFile):
             continue
         for arc in names:
@@ -194,13 +220,19 @@ def _entry_points(zf: zipfile.ZipFile) -> list[str]:
     out: list[str] = []
     for arc in zf.namelist():
         if arc.endswith(".dist-info/entry_points.txt"):
-            section = ""
-            for line in zf.read(arc).decode("utf-8", "replace").splitlines():
-                line = line.strip()
-                if line.startswith("["):
-                    section = line.strip("[]")
-                elif "=" in line and section in ("console_scripts", "gui_scripts"):
-                    out.append(line.split("=", 1)[0].strip())
+            out += _entry_points_text(zf.read(arc).decode("utf-8", "replace"))
+    return out
+
+
+def _entry_points_text(text: str) -> list[str]:
+    out: list[str] = []
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif "=" in line and section in ("console_scripts", "gui_scripts"):
+            out.append(line.split("=", 1)[0].strip())
     return out
 
 
