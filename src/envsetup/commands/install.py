@@ -81,7 +81,7 @@ def _print_outcome(outcome: Any, as_json: bool) -> None:
         sys.stdout.write(
             f"# {outcome.installer} into {outcome.python}: stage, then install offline\n"
         )
-        for argv in outcome.commands:
+        for argv in ([outcome.resolve] if outcome.resolve else []) + list(outcome.commands):
             sys.stdout.write(shlex.join(argv) + "\n")
         sys.stdout.write(
             f"# the same in one step, without the safety net:\n# {shlex.join(outcome.direct)}\n"

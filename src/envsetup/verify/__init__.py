@@ -12,7 +12,7 @@ every later check needs: those are then reported as skipped.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -140,15 +140,13 @@ def run_verify(
     on_start: Optional[Callable[[str], None]] = None,
     timeouts: Optional[Mapping[str, float]] = None,
     env: Optional[Mapping[str, str]] = None,
-    checks: Optional[Sequence[str]] = None,
 ) -> VerifyReport:
     """Run the checks in ``python`` and return their results.
 
     ``expected_gpus``: the GPU names the driver lists (NVML); when None and a GPU may be used,
     doctor's probe is asked lazily, and the comparison is skipped (with a note) where it is
     not available. ``env``: extra variables for the target (e.g. ``CXX``). ``timeouts``
-    overrides the per-check deadlines in seconds. ``checks`` runs just these (in ALL_CHECKS'
-    order), e.g. ("import", "versions") to confirm an install without touching the device.
+    overrides the per-check deadlines in seconds.
     """
     from envsetup.errors import UsageError
     from envsetup.verify import runner
@@ -156,8 +154,6 @@ def run_verify(
     if device not in DEVICES:
         raise UsageError(f"--device {device}: not one of {', '.join(DEVICES)}")
     names = check_names(quick=quick, bench=bench)
-    if checks is not None:
-        names = [c for c in (*ALL_CHECKS, *BENCH_CHECKS) if c in checks]
     start = time.monotonic()
     note = ""
     if expected_gpus is None and device in ("auto", "cuda"):
