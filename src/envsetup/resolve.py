@@ -25,7 +25,6 @@ from envsetup.profile import Gpu, Profile
 
 ENV_INDEX = "ENVSETUP_TORCH_INDEX"
 # The official "pytorch" conda channel stops after 2.5 (pytorch/pytorch#138506).
-CONDA_LAST = Version("2.5.99")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -672,20 +671,17 @@ def install_commands(plan: Plan, python: str) -> dict[str, list[list[str]]]:
     index = ["--index-url", plan.index_url] if plan.index_url else []
     pip = [[python, "-m", "pip", "install", *reqs, *index]]
     uv = [["uv", "pip", "install", "--python", python, *reqs, *index]]
+    # One policy for conda, the installer's: the official channels up to 2.5, then pip inside
+    # the conda environment (pytorch/pytorch#138506).
+    from envsetup.install.backends import conda_channel_has, conda_specs
+
     conda: list[list[str]]
-    if Version(plan.torch) <= CONDA_LAST and plan.rocm is None:
-        pkgs = ["pytorch==" + plan.torch] + [
-            f"{p.name}=={p.version}" for p in plan.pins if p.name != "torch"
-        ]
-        channels = ["-c", "pytorch"]
-        if plan.cuda:
-            pkgs.append(f"pytorch-cuda={plan.cuda}")
-            channels += ["-c", "nvidia"]
-        elif not plan.platform.startswith("macos"):
-            pkgs.append("cpuonly")
+    if conda_channel_has(plan):
+        channels, specs = conda_specs(plan)
         where = ["--prefix", _conda_prefix(python)] if ("/" in python or "\\" in python) else []
-        conda = [["conda", "install", "-y", *where, *pkgs, *channels]]
+        conda = [
+            ["conda", "install", "-y", *where, *specs, *(a for c in channels for a in ("-c", c))]
+        ]
     else:
-        # No official conda packages after 2.5: pip inside the conda environment.
         conda = [list(pip[0])]
     return {"pip": pip, "uv": uv, "conda": conda}
