@@ -248,3 +248,19 @@ def test_a_gpu_nvml_cannot_open_does_not_hide_the_others() -> None:
     }
     nv = probe_nvidia(Replay(rec), {})
     assert [(g.name, g.compute_capability) for g in nv.gpus] == [("NVIDIA TITAN V", "7.0")]
+
+
+def test_the_real_boundary_on_a_machine_without_a_driver() -> None:
+    import ctypes
+
+    from envsetup.detect.hw import Real
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        pass
+    else:
+        pytest.skip("this machine has an NVIDIA driver")
+    nv = probe_nvidia(Real(), {})
+    assert nv.nvml_error is not None and nv.nvml_error.kind == "library_not_found"
+    assert "libnvidia-ml.so.1" in nv.nvml_error.message and nv.gpus == ()

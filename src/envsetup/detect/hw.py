@@ -20,7 +20,6 @@ is the code that runs against a real driver.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import posixpath
@@ -53,19 +52,20 @@ class Real:
     """The machine itself."""
 
     def nvml(self) -> Any:
-        import pynvml
-
-        if (
-            sys.platform.startswith("linux")
-            and pynvml.nvmlLib is None
-            and os.path.exists(f"{WSL_LIB}/libnvidia-ml.so.1")
-        ):
-            # WSL: the driver's NVML lives here; a stale Linux libnvidia-ml elsewhere on the
-            # loader path would otherwise win (and fail to talk to the Windows driver).
+        """pynvml, with the driver's library loaded first. Raises OSError when there is no
+        libnvidia-ml to load (no NVIDIA driver), before paying for pynvml's import."""
+        lib = None
+        if sys.platform.startswith("linux"):
             from ctypes import CDLL
 
-            with contextlib.suppress(OSError):
-                pynvml.nvmlLib = CDLL(f"{WSL_LIB}/libnvidia-ml.so.1")
+            # WSL: the driver's NVML lives in /usr/lib/wsl/lib; a stale Linux libnvidia-ml
+            # elsewhere on the loader path would otherwise win (and fail to talk to Windows).
+            wsl = f"{WSL_LIB}/libnvidia-ml.so.1"
+            lib = CDLL(wsl if os.path.exists(wsl) else "libnvidia-ml.so.1")
+        import pynvml
+
+        if lib is not None and pynvml.nvmlLib is None:
+            pynvml.nvmlLib = lib
         return pynvml
 
     def read_text(self, path: str) -> Optional[str]:

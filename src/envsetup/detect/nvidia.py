@@ -214,6 +214,9 @@ def probe_nvidia(hw: Hardware, env: Mapping[str, str]) -> Nvidia:
 
     try:
         nvml = hw.nvml()
+    except OSError as exc:  # no libnvidia-ml.so.1 to load: what NVML itself would report
+        nvml = None
+        out["nvml_error"] = NvmlError("library_not_found", f"NVML Shared Library Not Found ({exc})")
     except ImportError as exc:  # nvidia-ml-py missing from envsetup's own environment
         nvml = None
         out["nvml_error"] = NvmlError("library_not_found", f"nvidia-ml-py: {exc}")
