@@ -26,17 +26,22 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield server
 
 
-@pytest.fixture(scope="module")
-def old_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv holding an older torch and torchvision, installed by real pip."""
-    tmp = tmp_path_factory.mktemp("old")
-    py = make_venv(tmp / "venv")
+def install_older_torch(py: Path, tmp: Path) -> None:
+    """torch 2.3.1+cu121 and its torchvision, installed into ``py`` by real pip."""
     wheels = [
         torch_wheel(tmp / "w", "2.3.1+cu121", "12.1"),
         companion_wheel(tmp / "w", "torchvision", "0.18.1+cu121", "2.3.1"),
     ]
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", *map(str, wheels)],
                    check=True, env=hermetic_env(tmp))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def old_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv holding an older torch and torchvision, installed by real pip."""
+    tmp = tmp_path_factory.mktemp("old")
+    py = make_venv(tmp / "venv")
+    install_older_torch(py, tmp)
     return py
 
 
@@ -97,12 +102,7 @@ def test_installer_killed_mid_install_is_restored(
 ) -> None:
     tmp = tmp_path_factory.mktemp(f"killed-{installer}")
     py = make_venv(tmp / "venv")
-    wheels = [
-        torch_wheel(tmp / "w", "2.3.1+cu121", "12.1"),
-        companion_wheel(tmp / "w", "torchvision", "0.18.1+cu121", "2.3.1"),
-    ]
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", *map(str, wheels)],
-                   check=True, env=hermetic_env(tmp))  # fmt: skip
+    install_older_torch(py, tmp)
     before = freeze(py)
     site = next((tmp / "venv" / "lib").glob("python*/site-packages"))
     plan = write_plan(tmp_path, make_plan())

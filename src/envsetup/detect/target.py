@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -119,12 +118,3 @@ def build(data: dict[str, Any], tools: Mapping[str, Optional[str]]) -> tuple[Pyt
         unknown=unknown,
     )
     return python_rec, torch_rec
-
-
-def probe_target(
-    python: str, deep: bool = False, tools: Optional[Mapping[str, Optional[str]]] = None
-) -> tuple[Python, Torch]:
-    """The target's Python and torch sections. Raises EnvsetupError when ``python`` does not
-    run as a Python interpreter: nothing else can be learnt about it."""
-    data = query(python, deep)
-    return build(data, tools if tools is not None else installers(os.environ))

@@ -78,11 +78,10 @@ class TargetInfo:
 
 
 def _platform(system: str, machine: str) -> str:
-    machine = {"amd64": "x86_64", "arm64": "aarch64" if system != "darwin" else "arm64"}.get(
-        machine, machine
-    )
-    osname = {"darwin": "macos"}.get(system, system)
-    return f"{osname}_{machine}"
+    """The Plan's platform spelling, from the same arch normalisation doctor uses."""
+    from envsetup.detect.system import normalise_arch
+
+    return f"{ {'darwin': 'macos'}.get(system, system) }_{normalise_arch(machine, system)}"
 
 
 def probe(python: str) -> TargetInfo:
