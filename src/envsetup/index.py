@@ -1,0 +1,413 @@
+"""The one client for package indexes: what an index, a local mirror or a wheelhouse holds.
+
+Every place that reads an index goes through here: ``compat refresh`` and ``compat check``
+(the package index and the PyTorch index), install's check before it stages (the pins are
+listed), and the stack resolver's listing of torch builds. Three forms of source:
+
+- ``http(s)://`` indexes, read with pypi-simple (PEP 691 JSON preferred, PEP 503 HTML
+  fallback, PEP 658 metadata, PEP 592 yanks, PEP 700 upload times and sizes) over requests;
+- ``file://`` directories laid out like an index (``<dir>/<project>/index.html``, what pip reads
+  from a local mirror), through a small requests adapter so the same parser reads them;
+- wheelhouses (``--find-links DIR``): a flat directory of distribution files.
+
+Errors are one line naming the source with its credentials masked; a source that cannot be
+reached answers within the connect timeout (a few seconds), with no retries.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.request import url2pathname
+
+from envsetup.errors import EXIT_FAIL, EnvsetupError
+
+if TYPE_CHECKING:  # imported lazily: pypi-simple and requests cost ~0.3 s at import
+    import requests
+
+# (connect, read) seconds: an unreachable host is known within CONNECT_TIMEOUT.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 60.0
+
+
+class IndexUnreachable(EnvsetupError):
+    """The index could not be read: no route, DNS, refused, timed out, an HTTP error."""
+
+    code = "index-unreachable"
+    exit_code = EXIT_FAIL
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"cannot read the index {source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+def normalize(name: str) -> str:
+    """PEP 503 project name normalisation."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def mask(url: str) -> str:
+    """``url`` with any password or token in it replaced by ``***`` (for output and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    user = parts.username or ""
+    cred = f"{user}:***" if parts.password is not None else "***"
+    return urlunsplit((parts.scheme, f"{cred}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def mask_text(text: str, secrets: Iterable[str]) -> str:
+    """Every URL of ``secrets`` masked wherever it appears in ``text`` (an installer's output)."""
+    for url in secrets:
+        masked = mask(url)
+        if masked != url:
+            text = text.replace(url, masked)
+            parts = urlsplit(url)
+            if parts.password:
+                text = text.replace(parts.password, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class File:
+    """One distribution file an index lists."""
+
+    filename: str
+    url: str
+    project: str  # normalised
+    version: str  # as the file name writes it, local part included: "2.4.1+cu121"
+    kind: str  # wheel | sdist | other
+    tags: tuple[str, ...] = ()  # wheels: "cp311-cp311-manylinux_2_28_x86_64", one per tag triple
+    build: Optional[str] = None  # a wheel's build tag ("3" in torch-2.10.0-3-...)
+    requires_python: Optional[str] = None
+    yanked: Optional[str] = None  # None: not yanked; else the reason ("" when none is given)
+    upload_time: Optional[str] = None  # ISO 8601, where the index says (PEP 700)
+    size: Optional[int] = None
+    sha256: Optional[str] = None
+    has_metadata: Optional[bool] = None  # PEP 658/714; None: the index does not say
+
+    @property
+    def public_version(self) -> str:
+        return self.version.split("+", 1)[0]
+
+    @property
+    def local(self) -> Optional[str]:
+        return self.version.split("+", 1)[1] if "+" in self.version else None
+
+
+def _file_from_name(name: str, url: str, **extra: Any) -> Optional[File]:
+    """A File from a distribution file name; None for names that are not wheels or sdists."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
+    if name.endswith(".whl"):
+        try:
+            project, version, build, tags = parse_wheel_filename(name)
+        except (InvalidWheelFilename, ValueError):
+            return None
+        shown = sorted(str(t) for t in tags)
+        return File(
+            filename=name,
+            url=url,
+            project=normalize(str(project)),
+            version=str(version),
+            kind="wheel",
+            tags=tuple(shown),
+            build=str(build[0]) + build[1] if build else None,
+            **extra,
+        )
+    if name.endswith((".tar.gz", ".zip")):
+        try:
+            project, version = parse_sdist_filename(name)
+        except (InvalidSdistFilename, ValueError):
+            return None
+        return File(name, url, normalize(str(project)), str(version), "sdist", **extra)
+    return None
+
+
+class _FileAdapter:
+    """A requests transport adapter for ``file://`` URLs of a local index mirror.
+
+    A directory URL is served as its ``index.html`` (what pip reads from such a mirror), a
+    file URL as the file; anything missing is a 404, so the client's own handling applies.
+    """
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        import requests
+
+        resp = requests.Response()
+        resp.url = request.url
+        resp.request = request
+        path = Path(url2pathname(unquote(urlsplit(request.url).path)))
+        if path.is_dir():
+            path = path / "index.html"
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            resp.status_code, data = 404, b"not found\n"
+        except OSError as exc:
+            resp.status_code, data = 403, f"{exc.strerror or exc}\n".encode()
+        else:
+            resp.status_code = 200
+        ctype = "text/html" if path.suffix in (".html", ".htm") else "application/octet-stream"
+        if resp.status_code != 200:
+            ctype = "text/plain"
+        resp.headers["Content-Type"] = ctype
+        resp.headers["Content-Length"] = str(len(data))
+        resp.encoding = "utf-8" if ctype.startswith("text/") else None
+        resp._content = data
+        resp.reason = "OK" if resp.status_code == 200 else "Not Found"
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
+def _session() -> requests.Session:
+    import requests
+
+    s = requests.Session()
+    s.mount("file://", _FileAdapter())  # type: ignore[arg-type]
+    s.headers["User-Agent"] = "envsetup"
+    return s
+
+
+def _reason(exc: BaseException) -> str:
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"no answer within {CONNECT_TIMEOUT:g} s (host unreachable or a firewall)"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "the server stopped answering (read timed out)"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error (a proxy or a certificate the system does not trust)"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        if "Name or service not known" in text or "getaddrinfo" in text or "resolve" in text:
+            return "the host name does not resolve (no network, or a typo)"
+        if "Connection refused" in text:
+            return "connection refused"
+        return "connection failed (no network, or the host is down)"
+    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+        code = exc.response.status_code
+        if code in (401, 403):
+            return f"HTTP {code}: the index wants credentials (https://user:token@host/path)"
+        return f"HTTP {code}"
+    return type(exc).__name__
+
+
+class Index:
+    """A PEP 503/691 index at ``url``: ``https://download.pytorch.org/whl/cu121``, a private
+    mirror, or ``file:///srv/mirror/cpu``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: Union[float, tuple[float, float]] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+        session: Optional[requests.Session] = None,
+    ):
+        self.url = url.rstrip("/") + "/"
+        self.display = mask(url.rstrip("/"))
+        self.timeout = timeout
+        self._session = session
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from pypi_simple import PyPISimple
+
+            self._client = PyPISimple(self.url, session=self._session or _session())
+        return self._client
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.s.close()
+
+    def check_local(self) -> None:
+        """For a ``file://`` index: the directory must exist (a one-line error otherwise)."""
+        parts = urlsplit(self.url)
+        if parts.scheme != "file":
+            return
+        root = Path(url2pathname(unquote(parts.path)))
+        if not root.is_dir():
+            raise IndexUnreachable(self.display, f"{root} is not a directory")
+
+    def files(self, project: str) -> Optional[list[File]]:
+        """Every distribution file of ``project``; None when the index has no such project."""
+        import requests
+        from pypi_simple import NoSuchProjectError, UnsupportedContentTypeError
+
+        self.check_local()
+        client = self._get_client()
+        try:
+            page = client.get_project_page(project, timeout=self.timeout)
+        except NoSuchProjectError:
+            return None
+        except UnsupportedContentTypeError as exc:
+            raise IndexUnreachable(
+                self.display, f"not an index page ({exc}); is this the index's base URL?"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise IndexUnreachable(self.display, _reason(exc)) from None
+        out: list[File] = []
+        for pkg in page.packages:
+            f = _file_from_name(
+                pkg.filename,
+                pkg.url,
+                requires_python=pkg.requires_python or None,
+                yanked=(pkg.yanked_reason or "") if pkg.is_yanked else None,
+                upload_time=pkg.upload_time.isoformat() if pkg.upload_time else None,
+                size=pkg.size,
+                sha256=(pkg.digests or {}).get("sha256"),
+                has_metadata=pkg.has_metadata,
+            )
+            if f is not None:
+                out.append(f)
+        return out
+
+    def metadata(self, f: File) -> Optional[str]:
+        """The file's core metadata (PEP 658), or None where the index does not serve it."""
+        import requests
+        from pypi_simple import DistributionPackage, NoMetadataError
+
+        client = self._get_client()
+        pkg = DistributionPackage(
+            filename=f.filename,
+            url=f.url,
+            project=f.project,
+            version=f.version,
+            package_type=f.kind,
+            digests={"sha256": f.sha256} if f.sha256 else {},
+            requires_python=f.requires_python,
+            has_sig=None,
+            has_metadata=f.has_metadata,
+        )
+        try:
+            text: str = client.get_package_metadata(pkg, verify=False, timeout=self.timeout)
+        except NoMetadataError:
+            return None
+        except requests.exceptions.RequestException as exc:
+            raise IndexUnreachable(self.display, _reason(exc)) from None
+        return text
+
+
+class Wheelhouse:
+    """A flat directory of distribution files (``--find-links DIR``)."""
+
+    def __init__(self, path: Union[str, Path]):
+        self.path = Path(path)
+        self.display = str(path)
+
+    def check_local(self) -> None:
+        if not self.path.is_dir():
+            raise IndexUnreachable(self.display, "not a directory")
+
+    def files(self, project: str) -> Optional[list[File]]:
+        self.check_local()
+        want = normalize(project)
+        out = []
+        for p in sorted(self.path.iterdir()):
+            f = _file_from_name(p.name, p.absolute().as_uri())
+            if f is not None and f.project == want:
+                out.append(f)
+        return out or None
+
+    def metadata(self, f: File) -> Optional[str]:
+        """A wheel's METADATA, read from the file."""
+        import zipfile
+
+        if f.kind != "wheel":
+            return None
+        path = self.path / f.filename
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for n in zf.namelist():
+                    if n.count("/") == 1 and n.endswith(".dist-info/METADATA"):
+                        return zf.read(n).decode("utf-8", "replace")
+        except (OSError, zipfile.BadZipFile):
+            return None
+        return None
+
+    def __enter__(self) -> Wheelhouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+Source = Union[Index, Wheelhouse]
+
+
+def open_source(location: str) -> Source:
+    """An Index for an http(s):// or file:// URL, a Wheelhouse for a plain directory path."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", location):
+        return Index(location)
+    return Wheelhouse(location)
+
+
+def file_url(path: Union[str, Path]) -> str:
+    """The file:// URL of a local directory (what pip and uv take as an index URL)."""
+    return "file://" + quote(str(Path(path).absolute()))
+
+
+def default_index_url(environ: Optional[dict[str, str]] = None) -> str:
+    """The user's package index: ``PIP_INDEX_URL``, else pip's configured ``index-url``, else
+    the client library's default. This machine's or a user's pip configuration is read the way
+    pip reads it (``pip config``), so nothing here names a registry."""
+    env = os.environ if environ is None else environ
+    value = env.get("PIP_INDEX_URL") or env.get("UV_DEFAULT_INDEX") or env.get("UV_INDEX_URL")
+    if value:
+        return value.split()[0]
+    configured = _pip_configured_index(env)
+    if configured:
+        return configured
+    from pypi_simple import PYPI_SIMPLE_ENDPOINT
+
+    return str(PYPI_SIMPLE_ENDPOINT)
+
+
+def _pip_configured_index(env: Any) -> Optional[str]:
+    import sys
+
+    from envsetup import proc
+
+    if env.get("PIP_CONFIG_FILE") == os.devnull:
+        return None
+    run_env = proc.clean_env()
+    if "PIP_CONFIG_FILE" in env:
+        run_env["PIP_CONFIG_FILE"] = env["PIP_CONFIG_FILE"]
+    res = proc.run([sys.executable, "-m", "pip", "config", "list"], timeout=30, env=run_env)
+    if not res.ok:
+        return None
+    for line in res.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().endswith(".index-url"):
+            return value.strip().strip("'\"") or None
+    return None
+
+
+def iter_wheels(files: Iterable[File]) -> Iterator[File]:
+    return (f for f in files if f.kind == "wheel")
