@@ -25,7 +25,7 @@ def resolve_python(path: Optional[str]) -> str:
     if p.is_dir():
         for cand in (p / "bin" / "python", p / "Scripts" / "python.exe", p / "python.exe"):
             if cand.is_file():
-                return str(cand)
+                return str(cand.absolute())
         raise UsageError(
             f"--python {path}: a directory with no bin/python in it; "
             "give the path of a Python interpreter or of a virtual environment"

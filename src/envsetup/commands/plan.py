@@ -75,8 +75,9 @@ def plan_command(
     """Resolve the torch/torchvision/torchaudio build for a machine, with the reasons."""
     from envsetup.compat import load_table
     from envsetup.errors import NoBuildError
+    from envsetup.install.backends import direct_commands
     from envsetup.plan import Request
-    from envsetup.resolve import check_variant, index_base_from, install_commands, parse_spec
+    from envsetup.resolve import check_variant, index_base_from, parse_spec
     from envsetup.resolve import resolve as do_resolve
 
     base = index_base_from(index_base)
@@ -92,7 +93,7 @@ def plan_command(
         if as_json:
             sys.stdout.write(json.dumps({"plan": None, "error": exc.message}, indent=2) + "\n")
         raise
-    commands = install_commands(plan, target)
+    commands = direct_commands(plan, target)
     if as_json:
         doc = {"plan": plan.to_dict(), "commands": commands}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
