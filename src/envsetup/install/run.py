@@ -558,7 +558,12 @@ class _Transaction:
             if back is not None:
                 self.out.steps.append(back)
                 self._quiet(back)
+        started = time.monotonic()
         acted, problems = snapshot.restore(self.snap)
+        self.log.write(
+            f"# restore: {acted} files and directories removed or put back in "
+            f"{time.monotonic() - started:.2f} s\n"
+        )
         now = tgt.probe(self.info.python).dists
         problems += snapshot.dist_changes(self.info.dists, now)
         self.out.restored = not problems

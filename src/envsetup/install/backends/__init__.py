@@ -45,8 +45,7 @@ def get(name: str) -> Backend:
 def installer_help() -> str:
     """``--installer``'s help: the choices and the rule for the default."""
     rules = [b.default_when for b in BACKENDS.values() if b.default_when]
-    fallback = next((b.name for b in BACKENDS.values() if not b.default_when), "")
-    return f"{' | '.join(BACKENDS)} (default: {', else '.join([*rules, fallback])})"
+    return f"{' | '.join(BACKENDS)} (default: {', else '.join(rules)})"
 
 
 def exports() -> dict[str, Backend]:

@@ -113,7 +113,7 @@ class Backend(Protocol):
 
     name: str
     summary: str  # one line: what it installs with (``--installer`` help, the wizard)
-    default_when: str  # when it is the default ("in a conda environment"); "" for the fallback
+    default_when: str  # when it is the default ("conda in a conda environment"); "": never
     export_name: str  # the ``--export`` kind it writes ("requirements", "uv", "conda")
 
     def find(self, target: TargetInfo) -> Tool:

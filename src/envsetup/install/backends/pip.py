@@ -61,7 +61,7 @@ def _union(sources: Sources) -> tuple[Source, ...]:
 class Pip:
     name = "pip"
     summary = "pip: the target's own pip (or envsetup's, pointed at the target)"
-    default_when = ""
+    default_when = "pip"
     export_name = "requirements"
 
     def find(self, target: TargetInfo) -> Tool:
