@@ -93,6 +93,9 @@ def _dry_run_lines(outcome: Outcome) -> list[str]:
     lines = []
     if outcome.create_venv:
         lines.append(shlex.join(outcome.create_venv))
+    for name, text in outcome.files:
+        lines.append(f"# {name}, written first:")
+        lines += [f"#   {ln}" for ln in mask(text).splitlines()]
     lines += [mask(s.shell()) for s in outcome.steps]
     return lines
 

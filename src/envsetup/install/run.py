@@ -98,6 +98,7 @@ class Outcome:
     plan: Plan
     sources: srcmod.Sources = field(default_factory=srcmod.Sources)
     steps: list[Step] = field(default_factory=list)
+    files: list[tuple[str, str]] = field(default_factory=list)  # the steps' input files
     direct: list[str] = field(default_factory=list)
     create_venv: Optional[list[str]] = None
     changed: list[str] = field(default_factory=list)
@@ -131,6 +132,7 @@ class Outcome:
                 {"step": s.what, "argv": [m(a) for a in s.argv], "env": dict(s.env)}
                 for s in self.steps
             ],
+            "files": {name: m(text) for name, text in self.files},
             "direct": [m(a) for a in self.direct],
             "changed": self.changed,
             "notes": [m(n) for n in self.notes],
@@ -388,7 +390,9 @@ def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
         return out
     if opts.dry_run:
         ctx = Context(plan, info, sources, chosen.tool, Path("WORK"), opts.break_system_packages)
-        out.steps = [*backend.stage(ctx).fetch, backend.install(ctx)]
+        staging = backend.stage(ctx)
+        out.files = [(str(ctx.work / name), text) for name, text in staging.files]
+        out.steps = [*staging.fetch, backend.install(ctx)]
         out.ok = True
         return out
     return _Transaction(plan, opts, ui, info, backend, chosen.tool, sources, out).run()
