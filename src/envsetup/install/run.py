@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from envsetup.install.sources import SourceError, Sources
 
 WORK_PREFIX = "install-"
-CHECK_GRACE = 1.0  # seconds a step may run before the index check starts alongside it
+CHECK_GRACE = 2.0  # seconds a step may run before the index check starts alongside it
 
 
 class InstallError(EnvsetupError):

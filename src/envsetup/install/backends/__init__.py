@@ -12,14 +12,22 @@ else pip).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from envsetup.errors import UsageError
 from envsetup.install.backends import conda, pip, uv
-from envsetup.install.backends._base import Backend, Context, Fit, Staging, Step, Tool, Where
 
 if TYPE_CHECKING:
+    from envsetup.install.backends._base import (
+        Backend,
+        Chosen,
+        Context,
+        Fit,
+        Staging,
+        Step,
+        Tool,
+        Where,
+    )
     from envsetup.install.sources import Sources
     from envsetup.install.target import TargetInfo
     from envsetup.plan import Plan
@@ -70,15 +78,20 @@ def available(plan: Plan, target: TargetInfo, sources: Sources) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class Chosen:
-    backend: Backend
-    tool: Tool
-    note: Optional[str] = None  # why another backend than the one asked for installs
+def __getattr__(name: str) -> Any:
+    """The protocol's records (``Step``, ``Context``, …), imported on first use: the registry
+    itself is read at every start (``--installer``'s help) and must cost next to nothing."""
+    if name in ("Backend", "Chosen", "Context", "Fit", "Staging", "Step", "Tool", "Where"):
+        from envsetup.install.backends import _base
+
+        return getattr(_base, name)
+    raise AttributeError(name)
 
 
 def choose(name: Optional[str], plan: Plan, target: TargetInfo, sources: Sources) -> Chosen:
     """The backend for ``name`` (None: the target's default), checked against the plan."""
+    from envsetup.install.backends._base import Chosen
+
     asked = name or default_for(target)
     backend = get(asked)
     fit = backend.fits(plan, target, sources)
@@ -96,6 +109,7 @@ def choose(name: Optional[str], plan: Plan, target: TargetInfo, sources: Sources
 def direct_commands(plan: Plan, python: str) -> dict[str, list[list[str]]]:
     """The one command each installer would run to install ``plan`` into ``python`` (what
     ``envsetup plan`` shows); a backend that does not fit shows the one that installs instead."""
+    from envsetup.install.backends._base import Where
     from envsetup.install.sources import for_install
 
     sources = for_install(plan, None)

@@ -108,6 +108,15 @@ class Context:
         return self.work / "stage"
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """The registry's pick for an install."""
+
+    backend: Backend
+    tool: Tool
+    note: Optional[str] = None  # why another backend than the one asked for installs
+
+
 class Backend(Protocol):
     """One installer. Every method builds or reads; only :meth:`checkpoint` may run a query."""
 

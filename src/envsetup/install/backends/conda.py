@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from envsetup.errors import UsageError
-from envsetup.install.backends._base import Context, Fit, Staging, Step, Tool, Where
-from envsetup.install.sources import Sources
 
 if TYPE_CHECKING:
+    from envsetup.install.backends._base import Context, Fit, Staging, Step, Tool, Where
+    from envsetup.install.sources import Sources
     from envsetup.install.target import TargetInfo
     from envsetup.plan import Plan
 
@@ -78,6 +78,8 @@ class Conda:
     export_name = "conda"
 
     def find(self, target: TargetInfo) -> Tool:
+        from envsetup.install.backends._base import Tool
+
         conda = find_conda()
         return Tool((conda,)) if conda else Tool(why="conda is not on PATH (nor CONDA_EXE set)")
 
@@ -85,6 +87,8 @@ class Conda:
         return target.conda
 
     def fits(self, plan: Plan, target: Optional[TargetInfo], sources: Sources) -> Fit:
+        from envsetup.install.backends._base import Fit
+
         if target is not None and not target.conda:
             return Fit(
                 False,
@@ -142,11 +146,15 @@ class Conda:
         return "\n".join(lines) + "\n"
 
     def stage(self, ctx: Context) -> Staging:
+        from envsetup.install.backends._base import Staging, Step
+
         argv = (*self._base(ctx.tool.argv, ctx.target.prefix, ctx.plan), "--download-only",
                 *specs(ctx.plan)[1])  # fmt: skip
         return Staging(fetch=(Step("fetch", argv),))
 
     def install(self, ctx: Context) -> Step:
+        from envsetup.install.backends._base import Step
+
         argv = (*self._base(ctx.tool.argv, ctx.target.prefix, ctx.plan), "--offline",
                 *specs(ctx.plan)[1])  # fmt: skip
         return Step("install", argv)
@@ -162,6 +170,8 @@ class Conda:
             return None
 
     def rollback(self, ctx: Context, point: str) -> Optional[Step]:
+        from envsetup.install.backends._base import Step
+
         argv = (*ctx.tool.argv, "install", "--yes", "--prefix", ctx.target.prefix, "--offline",
                 "--revision", point)  # fmt: skip
         return Step("rollback", argv)

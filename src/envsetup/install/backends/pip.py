@@ -22,18 +22,9 @@ import importlib.util
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from envsetup.install.backends._base import (
-    Context,
-    Fit,
-    Staging,
-    Step,
-    Tool,
-    Where,
-    requirements,
-)
-from envsetup.install.sources import Source, Sources, indexes, wheelhouses
-
 if TYPE_CHECKING:
+    from envsetup.install.backends._base import Context, Fit, Staging, Step, Tool, Where
+    from envsetup.install.sources import Source, Sources
     from envsetup.install.target import TargetInfo
     from envsetup.plan import Plan
 
@@ -45,6 +36,8 @@ INTO_TARGET = {"PIP_USER": "0"}
 
 def source_args(sources: tuple[Source, ...]) -> list[str]:
     """pip's arguments for these sources (the first index is the default one)."""
+    from envsetup.install.sources import indexes, wheelhouses
+
     urls, houses = indexes(sources), wheelhouses(sources)
     args = ["--index-url", urls[0]] if urls else (["--no-index"] if houses else [])
     for url in urls[1:]:
@@ -65,6 +58,8 @@ class Pip:
     export_name = "requirements"
 
     def find(self, target: TargetInfo) -> Tool:
+        from envsetup.install.backends._base import Tool
+
         if target.has_pip:
             return Tool((target.python, "-m", "pip"))
         if importlib.util.find_spec("pip") is not None:
@@ -78,12 +73,16 @@ class Pip:
         return True
 
     def fits(self, plan: Plan, target: Optional[TargetInfo], sources: Sources) -> Fit:
+        from envsetup.install.backends._base import Fit
+
         return Fit(True)
 
     def _bsp(self, on: bool) -> list[str]:
         return ["--break-system-packages"] if on else []
 
     def direct(self, plan: Plan, where: Where, sources: Sources) -> list[str]:
+        from envsetup.install.backends._base import requirements
+
         tool = list(where.tool) or [where.python, "-m", "pip"]
         return [
             *tool,
@@ -98,6 +97,8 @@ class Pip:
         return "\n".join(lines) + "\n"
 
     def stage(self, ctx: Context) -> Staging:
+        from envsetup.install.backends._base import Staging, Step, requirements
+
         if ctx.sources.single or not ctx.sources.torch:
             return Staging()
         argv = (
@@ -108,6 +109,8 @@ class Pip:
         return Staging(fetch=(Step("fetch", argv, CONFIG_SET_ASIDE),))
 
     def install(self, ctx: Context) -> Step:
+        from envsetup.install.backends._base import Step, requirements
+
         common = [
             *ctx.tool.argv, "install", "--only-binary=:all:", "--progress-bar", "off",
             *self._bsp(ctx.break_system_packages),

@@ -22,18 +22,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from envsetup.install.backends._base import (
-    Context,
-    Fit,
-    Staging,
-    Step,
-    Tool,
-    Where,
-    requirements,
-)
-from envsetup.install.sources import Source, Sources, indexes, wheelhouses
-
 if TYPE_CHECKING:
+    from envsetup.install.backends._base import Context, Fit, Staging, Step, Tool, Where
+    from envsetup.install.sources import Source, Sources
     from envsetup.install.target import TargetInfo
     from envsetup.plan import Plan
 
@@ -60,6 +51,8 @@ def find_uv() -> Optional[str]:
 
 
 def source_args(sources: tuple[Source, ...]) -> list[str]:
+    from envsetup.install.sources import indexes, wheelhouses
+
     urls, houses = indexes(sources), wheelhouses(sources)
     args = ["--index-url", urls[0]] if urls else (["--no-index"] if houses else [])
     for url in urls[1:]:
@@ -75,6 +68,8 @@ def _toml(text: str) -> str:
 
 def pinned(plan: Plan, source: Source) -> str:
     """A pyproject whose dependencies are the pins, each bound to ``source`` alone."""
+    from envsetup.install.backends._base import requirements
+
     deps = "".join(f"  {_toml(r)},\n" for r in requirements(plan))
     lines = [
         "[project]",
@@ -101,6 +96,8 @@ class Uv:
     export_name = "uv"
 
     def find(self, target: TargetInfo) -> Tool:
+        from envsetup.install.backends._base import Tool
+
         uv = find_uv()
         return Tool((uv,)) if uv else Tool(why="uv is not installed; use --installer pip")
 
@@ -108,6 +105,8 @@ class Uv:
         return True
 
     def fits(self, plan: Plan, target: Optional[TargetInfo], sources: Sources) -> Fit:
+        from envsetup.install.backends._base import Fit
+
         return Fit(True)
 
     def _base(self, tool: tuple[str, ...], python: str, bsp: bool) -> list[str]:
@@ -115,6 +114,8 @@ class Uv:
                 *(["--break-system-packages"] if bsp else [])]  # fmt: skip
 
     def direct(self, plan: Plan, where: Where, sources: Sources) -> list[str]:
+        from envsetup.install.backends._base import requirements
+
         union = tuple(dict.fromkeys((*sources.torch, *sources.rest)))
         return [
             *self._base(where.tool, where.python, where.break_system_packages),
@@ -124,6 +125,8 @@ class Uv:
 
     def _bound(self, sources: Sources) -> bool:
         """Whether the pins need binding to their source (more than one place to look)."""
+        from envsetup.install.sources import indexes
+
         only_houses = sources.single and not indexes(sources.torch)
         return bool(sources.torch) and not only_houses
 
@@ -146,11 +149,15 @@ class Uv:
         return "\n".join(out) + "\n"
 
     def stage(self, ctx: Context) -> Staging:
+        from envsetup.install.backends._base import Staging
+
         if not self._bound(ctx.sources):
             return Staging()
         return Staging(files=((PROJECT, pinned(ctx.plan, ctx.sources.torch[0])),))
 
     def install(self, ctx: Context) -> Step:
+        from envsetup.install.backends._base import Step, requirements
+
         base = [*self._base(ctx.tool.argv, ctx.target.python, ctx.break_system_packages),
                 "--only-binary", ":all:"]  # fmt: skip
         if self._bound(ctx.sources):
