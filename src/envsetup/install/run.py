@@ -424,20 +424,24 @@ class _Transaction:
         self.out.log = str(self.log_path)
         self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=root))
         self.snap: Optional[snapshot.Snapshot] = None
+        self.installed = False
         try:
             with self.guard, open(fd, "w", encoding="utf-8") as log:
                 self.log = log
                 try:
                     return self._steps()
                 except Interrupted as exc:  # between the steps: nothing half-done
-                    changed = (
-                        "torch is installed, unchecked"
-                        if self.out.changed
+                    state = (
+                        "the install had finished; it was not checked"
+                        if self.installed
                         else "nothing was changed"
                     )
-                    log.write(f"# {exc.what}; {changed}\n")
-                    raise EnvsetupError(f"{exc.what}; {changed} (log: {self.log_path})",
-                                        code="interrupted", exit_code=exc.exit_code) from None  # fmt: skip
+                    log.write(f"# {exc.what}; {state}\n")
+                    raise EnvsetupError(
+                        f"{exc.what}; {state} (log: {self.log_path})",
+                        code="interrupted",
+                        exit_code=exc.exit_code,
+                    ) from None
         finally:
             self.ui.close()
             if self.snap is not None:
@@ -517,6 +521,11 @@ class _Transaction:
             rec = recording.result()
             self.snap = snapshot.take(info, rec, self.work)
             point = backend.checkpoint(ctx)
+        except OSError as exc:
+            raise InstallError(
+                f"could not record the environment before installing "
+                f"({exc.strerror or exc}); nothing was changed"
+            ) from None
         except Interrupted as exc:
             raise EnvsetupError(f"{exc.what}; nothing was changed", code="interrupted",
                                 exit_code=exc.exit_code) from None  # fmt: skip
@@ -534,6 +543,7 @@ class _Transaction:
         if rc != 0 or interrupted is not None or checker.error is not None:
             with self.guard.deferred():
                 self._fail(ctx, rc, interrupted, checker, point)
+        self.installed = True
         checker.cancel()
         after = tgt.probe(info.python)
         out.changed = snapshot.dist_changes(info.dists, after.dists)
