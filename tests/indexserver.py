@@ -65,7 +65,13 @@ def build_wheel(
 
 
 def torch_wheel(
-    dest: Path, version: str, cuda: Optional[str], *, bulk: int = 0, data: bool = False
+    dest: Path,
+    version: str,
+    cuda: Optional[str],
+    *,
+    bulk: int = 0,
+    data: bool = False,
+    requires: Iterable[str] = (),
 ) -> Path:
     """A tiny torch: ``import torch`` gives ``__version__`` and ``version.cuda``.
 
@@ -82,7 +88,7 @@ def torch_wheel(
         files[f"torch-{version}.data/scripts/torch-config"] = b"#!/bin/sh\necho torch\n"
     for i in range(bulk):
         files[f"torch/lib/blob{i:05d}.bin"] = os.urandom(64 * 1024)
-    return build_wheel(dest, "torch", version, files=files, scripts=["torchrun"])
+    return build_wheel(dest, "torch", version, files=files, scripts=["torchrun"], requires=requires)
 
 
 def write_simple_tree(wheels: Path, dest: Path) -> str:

@@ -78,6 +78,33 @@ def test_wheelhouse_alone_reads_no_index(
     assert len(index.requests) == seen
 
 
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_an_index_and_a_wheelhouse(installer: str, tmp_path: Path) -> None:
+    """--index-url and --find-links together: the pins from the index alone (the wheelhouse
+    holds a higher build of the same torch), what they need from either."""
+    from indexserver import build_wheel
+
+    idx = tmp_path / "idx" / "cu121"
+    torch_wheel(idx, "2.4.1+cu121", "12.1", requires=["tinydep"])
+    companion_wheel(idx, "torchvision", "0.19.1+cu121", "2.4.1")
+    house = _other_build(tmp_path)
+    build_wheel(house, "tinydep", "1.0", files={"tinydep/__init__.py": b""})
+    py = make_venv(tmp_path / "venv")
+    with IndexServer(tmp_path / "idx") as server:
+        plan = replace(make_plan(index_url=server.index("cu121")), local_version=None)
+        path = write_plan(tmp_path, plan)
+        cp = envsetup("install", "--yes", "--no-verify", "--json", "--plan-file", path,
+                      "--python", str(py), "--installer", installer, "--index-url",
+                      server.index("cu121"), "--find-links", str(house),
+                      env=hermetic_env(tmp_path))  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    assert torch_in(py) == ("2.4.1+cu121", "12.1")
+    assert "tinydep==1.0" in freeze(py)
+    steps = [s["step"] for s in json.loads(cp.stdout)["steps"]]
+    assert steps == (["fetch", "install"] if installer == "pip" else ["install"])
+
+
 def _other_build(tmp: Path) -> Path:
     """Another torch 2.4.1 build, which sorts above +cu121: what a configuration could offer."""
     d = tmp / "elsewhere"
