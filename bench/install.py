@@ -4,10 +4,11 @@ Serves the real CPU torch wheel and its dependencies on 127.0.0.1, then for pip 
 times, in a fresh venv each run, side by side: the raw ``install --index-url`` of the same set
 and ``envsetup install --yes --no-verify --plan-file``. Prints the figures; asserts nothing.
 
-    python bench/install.py [runs]
+    python bench/install.py [runs] [pip|uv ...]
 
 The pip and uv caches are shared by all runs, and one unmeasured round of each fills them,
-so the medians compare warm-cache installs. Each envsetup run's step times come from its
+so the medians compare warm-cache installs. The raw installer and envsetup take turns at going
+first (the second of a pair finds the other's files in the OS cache). Each envsetup run's step times come from its
 install log. pip and uv read no configuration of this machine (PIP_CONFIG_FILE=/dev/null,
 UV_NO_CONFIG=1): only the served index.
 """
@@ -39,6 +40,7 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    wanted = sys.argv[2:] or ["pip", "uv"]
     tmp = Path(tempfile.mkdtemp(prefix="envsetup-bench-"))
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", f"torch=={TORCH_VERSION}",
                     "--only-binary=:all:", "-d", str(tmp / "idx" / "cpu")], check=True)  # fmt: skip
@@ -52,24 +54,27 @@ def main() -> None:
             )
             env = hermetic_env(tmp)
             pins = [f"torch=={TORCH_VERSION}+cpu"]
-            for installer in ("pip", "uv"):
+            for installer in wanted:
                 if installer == "uv" and not uv:
                     print("uv: not installed, skipped")
                     continue
                 raw, ours = [], []
                 for i in range(runs + 1):  # round 0 fills the caches and is not counted
-                    py = make_venv(tmp / f"raw-{installer}-{i}")
+                    raw_py = make_venv(tmp / f"raw-{installer}-{i}")
+                    ours_py = make_venv(tmp / f"ours-{installer}-{i}")
                     argv = (
-                        [str(py), "-m", "pip", "install", "--index-url", url, *pins]
+                        [str(raw_py), "-m", "pip", "install", "--index-url", url, *pins]
                         if installer == "pip"
-                        else [str(uv), "pip", "install", "--python", str(py), "--index-url", url,
-                              *pins]
+                        else [str(uv), "pip", "install", "--python", str(raw_py), "--index-url",
+                              url, *pins]
                     )  # fmt: skip
-                    r = timed(argv, env)
-                    py = make_venv(tmp / f"ours-{installer}-{i}")
-                    o = timed([sys.executable, "-m", "envsetup", "install", "--yes", "--no-verify",
-                               "--plan-file", plan, "--python", str(py),
-                               "--installer", installer, "--index-url", url], env)  # fmt: skip
+                    mine = [sys.executable, "-m", "envsetup", "install", "--yes", "--no-verify",
+                            "--plan-file", plan, "--python", str(ours_py),
+                            "--installer", installer, "--index-url", url]  # fmt: skip
+                    if i % 2:
+                        r, o = timed(argv, env), timed(mine, env)
+                    else:
+                        o, r = timed(mine, env), timed(argv, env)
                     logs = sorted((tmp / "cache" / "envsetup" / "logs").glob("install-*.log"))
                     steps = [ln[8:].split(" (")[0] for ln in logs[-1].read_text().splitlines()
                              if ln.startswith("# time: ")]  # fmt: skip

@@ -142,6 +142,34 @@ def _check_source(
     return check
 
 
+def _probe_soon(python: str) -> Callable[[], TargetInfo]:
+    """Probe ``python`` in a thread; the returned callable waits for the answer (or raises)."""
+    import threading
+
+    from envsetup.install.target import TargetInfo, probe
+
+    box: list[object] = []
+
+    def work() -> None:
+        try:
+            box.append(probe(python))
+        except BaseException as exc:  # handed to the caller
+            box.append(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+
+    def answer() -> TargetInfo:
+        thread.join()
+        value = box[0]
+        if isinstance(value, BaseException):
+            raise value
+        assert isinstance(value, TargetInfo)
+        return value
+
+    return answer
+
+
 @app.command("install")
 def install(
     torch: Optional[str] = typer.Option(None, "--torch", help="torch version or spec: 2.4.1, 2.4"),
@@ -193,10 +221,6 @@ def install(
         raise UsageError("--python and --venv name the target twice; give one")
     if installer is not None:
         registry.get(installer)  # a one-line usage error listing the installers
-    if index_url is not None:
-        from envsetup.resolve import check_index_url
-
-        index_url = check_index_url(index_url, "--index-url")
     houses = tuple(str(Path(d).expanduser().absolute()) for d in find_links or ())
     for d in houses:
         if not Path(d).is_dir():
@@ -211,6 +235,12 @@ def install(
             target = resolve_python(str(vpath))
         else:
             new_venv, target = str(vpath), None
+    # The target's probe runs while the rest starts up (it waits on another interpreter).
+    probed = {target: _probe_soon(target)} if target is not None else {}
+    if index_url is not None:
+        from envsetup.resolve import check_index_url
+
+        index_url = check_index_url(index_url, "--index-url")
 
     replan: Optional[Replan] = None
     if plan_file:
@@ -235,8 +265,8 @@ def install(
 
     def target_info(py: Optional[str], venv_path: Optional[str]) -> TargetInfo:
         if venv_path is not None:
-            return tgt.new_venv(tgt.probe(base), venv_path)
-        return tgt.probe(py or base)
+            return tgt.new_venv(probed.get(base, lambda: tgt.probe(base))(), venv_path)
+        return probed.get(py or base, lambda: tgt.probe(py or base))()
 
     interactive = not (yes or as_json) and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
@@ -279,7 +309,7 @@ def install(
             target, new_venv = resolve_python(choice.python), None
 
     created = False
-    prepared: Optional[TargetInfo] = None
+    prepared: Optional[TargetInfo] = probed[target]() if target in probed else None
     if new_venv is not None:
         if dry_run:
             prepared = target_info(None, new_venv)

@@ -29,7 +29,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Optional
+from typing import IO, TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
 from envsetup import proc
 from envsetup.errors import EnvsetupError
@@ -220,12 +220,15 @@ class _Clock:
         self.last = now
 
 
-class _Background:
+T = TypeVar("T")
+
+
+class _Background(Generic[T]):
     """Run ``fn`` in a thread; :meth:`result` re-raises what it raised."""
 
-    def __init__(self, fn: Callable[[], Any]):
+    def __init__(self, fn: Callable[[], T]):
         self.error: Optional[BaseException] = None
-        self.value: Any = None
+        self.value: Optional[T] = None
 
         def body() -> None:
             try:
@@ -236,10 +239,11 @@ class _Background:
         self.thread = threading.Thread(target=body, daemon=True)
         self.thread.start()
 
-    def result(self) -> Any:
+    def result(self) -> T:
         self.thread.join()
         if self.error is not None:
             raise self.error
+        assert self.value is not None
         return self.value
 
 
@@ -424,6 +428,7 @@ class _Transaction:
         self.out.log = str(self.log_path)
         self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=root))
         self.snap: Optional[snapshot.Snapshot] = None
+        self.recording: Optional[_Background[snapshot.Snapshot]] = None
         self.installed = False
         try:
             with self.guard, open(fd, "w", encoding="utf-8") as log:
@@ -444,6 +449,9 @@ class _Transaction:
                     ) from None
         finally:
             self.ui.close()
+            if self.snap is None and self.recording is not None:
+                with contextlib.suppress(Exception):
+                    self.snap = self.recording.result()  # a stage that failed early
             if self.snap is not None:
                 self.snap.remove()
             shutil.rmtree(self.work, ignore_errors=True)
@@ -491,7 +499,9 @@ class _Transaction:
             (self.work / name).write_text(text, encoding="utf-8")
         ctx.stage.mkdir()
         checker = _Checker(self.sources, plan, info)
-        recording = _Background(lambda: snapshot.record(info))
+        # The record and its links are made while the stage runs: nothing changes until the install.
+        recording = _Background(lambda: snapshot.take(info, snapshot.record(info), self.work))
+        self.recording = recording
         what = f"torch {plan.torch} ({plan.variant})"
         # 1. Stage: the target is not touched.
         for step in staging.fetch:
@@ -518,8 +528,7 @@ class _Transaction:
             _check_space(info.platlib or info.purelib, _unpacked_size(staged), "the install")
         # 2. Snapshot: the record was taken while the stage ran.
         try:
-            rec = recording.result()
-            self.snap = snapshot.take(info, rec, self.work)
+            self.snap = recording.result()
             point = backend.checkpoint(ctx)
         except OSError as exc:
             raise InstallError(

@@ -58,10 +58,12 @@ class Sources:
         return [s.location for s in (*self.torch, *self.rest) if not s.wheelhouse]
 
     def mask(self, text: str) -> str:
+        secrets = [s for s in self.secrets if "@" in s]  # only a URL with a user part hides one
+        if not secrets:
+            return text
         from envsetup.index import mask_text
 
-        secrets = [s for s in self.secrets if "@" in s]  # only a URL with a user part hides one
-        return mask_text(text, secrets) if secrets else text
+        return mask_text(text, secrets)
 
     def mask_argv(self, argv: Sequence[str]) -> list[str]:
         return [self.mask(a) for a in argv]
