@@ -249,8 +249,8 @@ class _Background(Generic[T]):
 
 class _Checker:
     """The index check, racing the steps: it starts once a step has run ``CHECK_GRACE``
-    seconds (a warm install is done before), or at once when a step fails; when the source
-    cannot serve the plan it stops the running step."""
+    seconds (a warm install is done before), or at once when a step fails; when the source does
+    not answer it stops the running step."""
 
     def __init__(self, sources: Sources, plan: Plan, target: tgt.TargetInfo):
         self.args = (sources, plan, target.minor, target.platform)
@@ -280,7 +280,9 @@ class _Checker:
         except srcmod.SourceError as exc:
             self.error = exc
             child = self.child
-            if child is not None:
+            # No answer at all: the installer would retry for a minute. A listing without the
+            # build is left to the installer, whose own failure comes quickly; this explains it.
+            if child is not None and exc.unreachable:
                 child.stop(grace=0.5)
         except Exception:  # the check is advice; the installer's own answer stands
             pass
@@ -549,7 +551,7 @@ class _Transaction:
         except Interrupted as exc:
             interrupted, rc = exc, -exc.signum
         clock.step("install")
-        if rc != 0 or interrupted is not None or checker.error is not None:
+        if rc != 0 or interrupted is not None:
             with self.guard.deferred():
                 self._fail(ctx, rc, interrupted, checker, point)
         self.installed = True

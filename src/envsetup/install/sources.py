@@ -100,9 +100,10 @@ class SourceError(EnvsetupError):
     code = "index-failed"
     exit_code = EXIT_FAIL
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, *, unreachable: bool = False):
         super().__init__(f"{reason}; nothing was changed; {ADVICE}")
         self.reason = reason
+        self.unreachable = unreachable  # no answer at all (else: an answer without the build)
 
     def said(self, state: str) -> str:
         """The message, with what became of the environment."""
@@ -133,7 +134,7 @@ def check(sources: Sources, plan: Plan, python: str, platform: str) -> None:
                 with source:
                     source.require(pin.name, pin.version, python=python, platform=platform)
             except IndexUnreachable as exc:
-                raise SourceError(exc.message) from None
+                raise SourceError(exc.message, unreachable=True) from None
             except NotListed as exc:
                 found = found or exc
                 continue
