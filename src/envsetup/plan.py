@@ -82,17 +82,10 @@ class Plan:
 def read_plan_file(path: str, flag: str) -> Plan:
     """A plan from a file: ``plan --json`` output, ``install --json`` output, or a bare Plan.
     Anything else is the user's error, named with the flag that gave the path."""
+    from envsetup import jsonfile
     from envsetup.errors import UsageError
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{flag} {path}: not a text file (not UTF-8)") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{flag} {path}: not JSON (line {exc.lineno}: {exc.msg})") from None
+    data = jsonfile.read(path, flag, max_bytes=4 << 20, hint="make one with envsetup plan --json")
     if isinstance(data, dict) and isinstance(data.get("plan"), dict):
         data = data["plan"]  # `plan --json` and `install --json` wrap it
     try:

@@ -11,22 +11,21 @@ import typer
 
 from envsetup.cli import app
 
+PROFILE_MAX_BYTES = 4 << 20  # doctor --json of an 8-GPU machine is ~20 KB
+
 
 def load_profile(path: Path) -> Any:
     """Read a Profile from ``doctor --json`` output or a hand-written file; one-line errors."""
+    from envsetup import jsonfile
     from envsetup.errors import UsageError
     from envsetup.profile import Profile
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"--profile {path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"--profile {path}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"
-        ) from None
+    data = jsonfile.read(
+        str(path),
+        "--profile",
+        max_bytes=PROFILE_MAX_BYTES,
+        hint="make one with envsetup doctor --json",
+    )
     if isinstance(data, dict) and isinstance(data.get("profile"), dict):
         data = data["profile"]  # doctor --json may wrap the profile beside its findings
     try:
