@@ -10,6 +10,7 @@ and are passed to :func:`diagnose` by the doctor command.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Callable, Optional
 
 from packaging.version import InvalidVersion, Version
@@ -53,9 +54,20 @@ def companions(p: Profile) -> list[str]:
     return [flag for name, flag in names if p.torch.package(name) is not None]
 
 
+VENV_FOR_PEP668 = "~/.venvs/torch"
+
+
 def install_fix(p: Profile, *, torch: Optional[str] = None, variant: Optional[str] = None) -> str:
-    """``envsetup install`` for this profile's interpreter, keeping its companion libraries."""
-    parts = ["envsetup", "install", "--python", _py(p)]
+    """``envsetup install`` for this profile's interpreter, keeping its companion libraries.
+
+    An externally-managed (PEP 668) interpreter is one envsetup refuses to change, so there
+    the fix makes a virtual environment from it and installs into that, which envsetup accepts.
+    """
+    if p.python.externally_managed:
+        venv = VENV_FOR_PEP668
+        parts = [f"{_py(p)} -m venv {venv} &&", "envsetup", "install", "--python", venv]
+    else:
+        parts = ["envsetup", "install", "--python", _py(p)]
     if torch:
         parts += ["--torch", torch]
     if variant:
@@ -319,6 +331,40 @@ def companion_builds(p: Profile) -> list[Finding]:
 
 
 @rule
+def pythonpath_shadowing(p: Profile) -> list[Finding]:
+    """A torch (or companion) on PYTHONPATH wins over the installed one in the user's shell."""
+    import os
+
+    shadows = p.python.pythonpath_shadows
+    if not shadows:
+        return []
+    dirs = {str(Path(f).parent.parent if f.endswith("__init__.py") else Path(f).parent)
+            for f in shadows.values()}  # fmt: skip
+    keep = [e for e in p.python.pythonpath if str(Path(e).expanduser()) not in dirs]
+    fix = f"export PYTHONPATH={shlex.quote(os.pathsep.join(keep))}" if keep else "unset PYTHONPATH"
+    out = []
+    for name, file in sorted(shadows.items()):
+        pkg = p.torch.package(name)
+        installed = (
+            f"the installed {name} {pkg.version}" if pkg is not None
+            else f"the installed {name} {p.torch.version} ({p.torch.location})"
+            if name == "torch" and p.torch.version
+            else f"no installed {name}"
+        )  # fmt: skip
+        out.append(
+            Finding(
+                "error",
+                f"pythonpath-shadows-{name}",
+                f"PYTHONPATH puts {file} first: 'import {name}' in this shell loads it instead of "
+                f"{installed}, while envsetup doctor and verify check the installed one. Remove "
+                "its directory from PYTHONPATH.",
+                fix,
+            )
+        )
+    return out
+
+
+@rule
 def library_shadowing(p: Profile) -> list[Finding]:
     if not p.cuda.ld_library_path or p.torch.version is None or p.torch.cuda is None:
         return []
@@ -402,8 +448,9 @@ def pep668(p: Profile) -> list[Finding]:
             "warning",
             "externally-managed-python",
             f"{p.python.executable} is managed by the system's package manager (PEP 668): "
-            "envsetup will not install torch into it; use a virtual environment.",
-            "python3 -m venv ~/.venvs/torch && envsetup install --python ~/.venvs/torch/bin/python",
+            "envsetup will not install torch into it; use a virtual environment (on Debian and "
+            "Ubuntu, 'venv' needs the python3-venv package).",
+            install_fix(p),
         )
     ]
 

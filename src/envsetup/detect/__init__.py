@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Callable, Optional, TypeVar
 
 from envsetup import __version__
 from envsetup.detect import hw as hwmod
+from envsetup.detect import pythonpath
 from envsetup.errors import EnvsetupError, UsageError
 from envsetup.profile import Cpu, Cuda, Nvidia, OtherAccelerators, Profile, System, Toolchain
 
@@ -75,6 +77,9 @@ def detect_profile(
                 f"--python {target}: does not run as a Python interpreter ({_short(exc.message)})"
             ) from None
         py, torch = build(data, fut_tools.result())
+        path_entries, shadowed = pythonpath.shadows(env)
+        if path_entries:
+            py = replace(py, pythonpath=path_entries, pythonpath_shadows=shadowed)
         cuda = with_pip_cudnn(fut_cuda.result(), torch.packages)
         nvidia, toolchain, cpu = fut_nvidia.result(), fut_toolchain.result(), fut_cpu.result()
 
