@@ -18,10 +18,13 @@ because these package versions have conflicting dependencies. ... The user reque
 a constraint's name and specifier only, so the specifier carries the words: a ``!=`` clause on a
 version no index holds (``0+<label>``), true for every real build.
 
-uv reads no configuration inside an environment (its files are the project's ``pyproject.toml``
-/ ``uv.toml``, the user's and the system's) and not pip's: a plain ``uv pip install`` is not
-guarded. ``UV_CONSTRAINT=<prefix>/envsetup-constraints.txt`` (or ``-c``) makes uv refuse the
-same swaps; doctor reports any swap afterwards.
+Not guarded: ``PIP_CONFIG_FILE=/dev/null`` (pip loads no file at all), a ``PIP_CONSTRAINT``
+variable (it replaces the configured value), ``pip uninstall``. uv reads no configuration inside
+an environment (its files are the project's ``pyproject.toml`` / ``uv.toml``, the user's and the
+system's) and not pip's: a plain ``uv pip install`` is not guarded.
+``UV_CONSTRAINT=<prefix>/envsetup-constraints.txt`` (or ``-c``) makes uv refuse the same swaps, in
+its own words ("Because you require torch==2.5.1 and torch==2.4.1+cpu, ..."). doctor reports any
+swap afterwards (``torch-replaced``). docs/STACK.md has the details.
 """
 
 from __future__ import annotations
