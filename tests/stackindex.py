@@ -224,7 +224,8 @@ def build_indexes(root: Path) -> Path:
     of each, for the tag choice), torchvision 0.19.1 for both, torch 2.7.0+cu128.
     Package-like (``simple/``): the trap (a plain torch 2.4.1, a newer plain 2.5.1, torch 2.6.0
     and a plain torchvision 0.19.1), libeq (torch==2.4.1), libge (torch>=2.0), libnp (numpy),
-    libx 1.2 (torch==2.6.0) and 1.3 (torch>=2.7), wrapx (libx==1.2), libvis (torchvision),
+    libx 1.2 (torch==2.6.0) and 1.3 (torch>=2.7), wrapx (libx==1.2), wrapeq (libeq), libvis
+    (torchvision),
     and ext, a source-only extension that needs torch.
     """
     whl, simple = root / "whl", root / "simple"
@@ -233,6 +234,8 @@ def build_indexes(root: Path) -> Path:
             torch_build(whl / variant, f"2.4.1+{variant}", cuda, f"{py}-{py}-linux_x86_64")
         companion(whl / variant, "torchvision", f"0.19.1+{variant}", "2.4.1")
     torch_build(whl / "cu128", "2.7.0+cu128", "12.8")
+    torch_build(whl / "cu128", "2.11.0+cu128", "12.8")  # the RTX 5090 profile's newest build
+    torch_build(whl / "cpu", "2.14.1+cpu", None)  # a CPU machine's newest build
     torch_build(simple, "2.4.1", "12.1")
     torch_build(simple, "2.5.1", "12.4")
     torch_build(simple, "2.6.0", "12.4")
@@ -244,6 +247,7 @@ def build_indexes(root: Path) -> Path:
     library(simple, "libx", "1.2", ["torch==2.6.0"])
     library(simple, "libx", "1.3", ["torch>=2.7"])
     library(simple, "wrapx", "1.0", ["libx==1.2"])
+    library(simple, "wrapeq", "1.0", ["libeq"])
     library(simple, "libvis", "1.0", ["torchvision"])
     sdist(simple, "ext", "0.1", ["torch"])
     return root

@@ -110,6 +110,13 @@ def test_a_library_pin_moves_torch_to_an_allowed_build(index: StackIndex) -> Non
     assert any("libeq 1.0 requires torch==2.4.1" in n for n in s.notes), s.notes
 
 
+@pytest.mark.parametrize("resolver", ["uv", "pip"])
+def test_a_pin_deeper_in_the_graph_moves_torch_too(index: StackIndex, resolver: str) -> None:
+    s = stack(index, CPU, "wrapeq", resolver=resolver)  # wrapeq -> libeq -> torch==2.4.1
+    assert s.package("torch").version == "2.4.1+cpu"  # type: ignore[union-attr]
+    assert any("2.4.1+cpu, not 2.14.1+cpu: libeq 1.0 requires torch==2.4.1" in n for n in s.notes)
+
+
 def test_gpu_machine_gets_the_cuda_variant_and_pulled_companions_follow(index: StackIndex) -> None:
     s = stack(index, A100, "libvis", torch="2.4.1")
     assert s.package("torch").version == "2.4.1+cu121"  # type: ignore[union-attr]
@@ -131,12 +138,16 @@ def test_user_torch_requirement_from_a_file(index: StackIndex, tmp_path: Path) -
     assert s.plan.torch == "2.4.1" and s.package("torch").version == "2.4.1+cpu"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("packages", [("libx==1.2",), ("wrapx",)], ids=["direct", "transitive"])
+@pytest.mark.parametrize(
+    ("packages", "resolver"),
+    [(("libx==1.2",), "uv"), (("wrapx",), "uv"), (("wrapx",), "pip")],
+    ids=["direct", "transitive-uv", "transitive-pip"],
+)
 def test_no_build_fits_names_the_chain_and_the_way_out(
-    index: StackIndex, packages: tuple[str, ...]
+    index: StackIndex, packages: tuple[str, ...], resolver: str
 ) -> None:
     with pytest.raises(NoBuildError) as err:
-        stack(index, RTX5090, *packages, resolver="uv")
+        stack(index, RTX5090, *packages, resolver=resolver)
     msg = err.value.message
     assert err.value.exit_code == 4
     assert msg.startswith("libx 1.2 requires torch==2.6.0; no torch==2.6.0 build fits"), msg

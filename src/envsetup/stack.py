@@ -1154,7 +1154,7 @@ def _direct_pins(plan: Plan, index: str, env: TargetEnv, extras: Mapping[str, st
             files = idx.files(p.name) or []
             f = choose_wheel(files, version, env, local)
             if f is None:
-                raise NoBuildError(
+                raise StackError(
                     f"the index {idx.display} has no {p.name} {version} wheel for "
                     f"{env.python} (Python {env.version}): check the mirror, or plan again"
                 )
