@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from envsetup.compat import load_table
 from envsetup.errors import NoBuildError, UsageError
 from envsetup.plan import Request
 from envsetup.profile import Profile
+from envsetup.resolve import resolve
 from envsetup.stack import (
     Stack,
     read_requirements,
@@ -156,6 +158,20 @@ def test_no_build_fits_names_the_chain_and_the_way_out(
     )
     assert "the first it can run is 2.7.0+cu128" in msg
     assert msg.endswith("libx 1.3 allows it (torch>=2.7)"), msg
+
+
+def test_a_user_torch_requirement_no_build_fits(index: StackIndex) -> None:
+    with pytest.raises(NoBuildError) as err:
+        stack(index, CPU, "torch<2.0")
+    # the oldest build this machine can run, as the resolver sees it
+    base = resolve(profile(CPU), Request(index_base=index.whl), load_table())
+    oldest = min((c.torch for c in base.candidates if c.accepted), key=Version)
+    first = resolve(profile(CPU), Request(torch=oldest, index_base=index.whl), load_table())
+    assert err.value.message == (
+        "the requirements require torch<2.0; no torch<2.0 build fits this machine (the table "
+        f"knows no such release), the first it can run is {first.local_version}: loosen that "
+        "requirement, or plan for another machine"
+    )
 
 
 def test_source_only_package_is_named_with_what_it_needs(index: StackIndex) -> None:

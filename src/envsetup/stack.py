@@ -412,6 +412,8 @@ class Constrains:
     spec: str  # "==2.6.0"
 
     def __str__(self) -> str:
+        if not self.version:  # the user's own requirement lines
+            return f"{self.name} require {self.family}{self.spec}"
         return f"{self.name} {self.version} requires {self.family}{self.spec}"
 
 
@@ -605,7 +607,7 @@ def _way_out(
     meta: Optional[_Meta], culprit: Constrains, env: TargetEnv, valid: Sequence[str]
 ) -> Optional[str]:
     """Another release of ``culprit`` whose torch requirement lets a valid build in."""
-    if meta is None:
+    if meta is None or not culprit.version:
         return None
     try:
         versions = [
@@ -660,28 +662,31 @@ def no_fit_message(
     valid = [v for v, _ in _accepted(base)]
     if valid:
         ordered = sorted(Version(x) for x in valid)
-        above = [v for v in ordered if _below(spec, v)]
+        above = [v for v in ordered if _above(spec, v)]
         first = str(above[0]) if above else str(ordered[-1])
         word = "the first" if above else "the newest"
         msg += f", {word} it can run is {_local_label(profile, request, table, first)}"
     outs = [w for w in (_way_out(meta, c, env, valid) for c in shown) if w]
     msg += (": " + "; ".join(outs)) if outs else ""
-    if not outs:
+    if not outs and all(not c.version for c in shown):
+        msg += ": loosen that requirement, or plan for another machine"
+    elif not outs:
         msg += ". To make it fit: require another release of " + " or ".join(
             sorted({c.name for c in shown})
         )
     return msg
 
 
-def _below(spec: SpecifierSet, v: Version) -> bool:
-    """Whether ``v`` lies above everything ``spec`` allows (a crude but honest test: every
-    clause with an upper bound or an exact pin sits below ``v``)."""
+def _above(spec: SpecifierSet, v: Version) -> bool:
+    """Whether ``v`` lies above what ``spec`` allows: it fails an upper bound or a pin."""
     for s in spec:
+        if s.contains(v, prereleases=True):
+            continue
         try:
             bound = Version(s.version.replace(".*", ""))
         except InvalidVersion:
-            return False
-        if s.operator in ("==", "===", "<", "<=", "~=") and bound < v:
+            continue
+        if s.operator in ("<", "<=", "==", "===", "~=") and v >= bound:
             return True
     return False
 
