@@ -695,10 +695,24 @@ def _above(spec: SpecifierSet, v: Version) -> bool:
 
 
 def find_uv() -> Optional[str]:
-    """The uv binary, found the way the installer finds it."""
-    from envsetup.install.backends import find_uv as find
+    """The uv binary, found as the installer finds it: on PATH, next to our interpreter, or
+    from the ``uv`` package."""
+    import importlib.util
 
-    return find()
+    found = shutil.which("uv")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "uv"
+    if beside.is_file():
+        return str(beside)
+    if importlib.util.find_spec("uv") is not None:
+        try:
+            from uv import find_uv_bin  # type: ignore[import-not-found,unused-ignore]
+
+            return str(find_uv_bin())
+        except Exception:
+            return None
+    return None
 
 
 def _toml_str(s: str) -> str:
