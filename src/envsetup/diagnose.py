@@ -520,6 +520,62 @@ def amd_or_apple(p: Profile) -> list[Finding]:
     return out
 
 
+@rule
+def guarded_build(p: Profile) -> list[Finding]:
+    """The torch build envsetup recorded in the environment is not the one there now."""
+    g = p.guard
+    if g is None or not g.packages:
+        return []
+    # the distributions' own versions: what the guard recorded (torch.__version__ may add a
+    # local part the wheel's metadata does not have)
+    have: dict[str, Optional[str]] = {}
+    for n in ("torch", "torchvision", "torchaudio"):
+        pkg = p.torch.package(n)
+        have[n] = pkg.version if pkg else (p.torch.version if n == "torch" else None)
+    changed = [
+        f"{n} {have[n] or 'removed'} (recorded {want})"
+        for n, want in g.packages.items()
+        if n in have and have[n] != want
+    ]
+    if not changed:
+        return []
+    want = g.packages.get("torch", "")
+    public = want.split("+", 1)[0] or None
+    how = (
+        "uv pip install and an install with PIP_CONSTRAINT set do not read pip's configuration"
+        if g.active
+        else "the guard's pip configuration no longer names its constraints"
+    )
+    return [
+        Finding(
+            "error",
+            "torch-replaced",
+            f"envsetup installed torch {want} here ({g.path}), but now: {', '.join(changed)}. "
+            f"Something replaced the build ({how}). Reinstalling puts the recorded build back.",
+            install_fix(p, torch=public, variant=g.variant if g.variant != "default" else None),
+        )
+    ]
+
+
+@rule
+def extension_toolkit(p: Profile) -> list[Finding]:
+    """Extensions compiled against torch (flash-attn, ...) need nvcc of torch's CUDA major."""
+    from envsetup.stack import toolkit_problems
+
+    if p.torch.cuda is None:
+        return []
+    built = list(p.guard.builds) if p.guard is not None else []
+    problems = toolkit_problems(p.torch.cuda, p.cuda.nvcc_version)
+    if not problems or (p.cuda.nvcc_version is None and not built):
+        return []  # no nvcc and nothing that needs one
+    what = (
+        f"{', '.join(built)} compile{'s' if len(built) == 1 else ''} against torch"
+        if built
+        else "packages that compile against torch (flash-attn, ...) will not build"
+    )
+    return [Finding("warning", "extension-toolkit-mismatch", f"{problems[0]}: {what}.", None)]
+
+
 def diagnose(profile: Profile, extra: Optional[list[Rule]] = None) -> list[Finding]:
     findings: list[Finding] = []
     for r in [*RULES, *(extra or [])]:

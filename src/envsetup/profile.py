@@ -204,6 +204,20 @@ class Toolchain:
 
 
 @dataclass(frozen=True)
+class GuardRecord:
+    """The torch build envsetup installed and guards in the target environment
+    (``<prefix>/envsetup-guard.json``, see envsetup.guard)."""
+
+    path: str
+    packages: dict[str, str] = field(default_factory=dict)  # name -> exact version installed
+    variant: Optional[str] = None
+    index: Optional[str] = None
+    builds: tuple[str, ...] = ()  # packages built from source against that torch
+    active: Optional[bool] = None  # pip's site configuration still names the constraints
+    unknown: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Profile:
     schema_version: int = SCHEMA_VERSION
     envsetup_version: Optional[str] = None
@@ -215,6 +229,7 @@ class Profile:
     cuda: Cuda = field(default_factory=Cuda)
     torch: Torch = field(default_factory=Torch)
     toolchain: Toolchain = field(default_factory=Toolchain)
+    guard: Optional[GuardRecord] = None  # envsetup's record of the installed build, if any
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = to_dict(self)

@@ -42,6 +42,7 @@ def detect_profile(
     """Probe this machine. ``python`` is the target interpreter (default: this one)."""
     from envsetup.detect.cpu import probe_cpu
     from envsetup.detect.cuda import probe_cuda, with_pip_cudnn
+    from envsetup.detect.guard import probe_guard
     from envsetup.detect.nvidia import probe_nvidia, probe_other
     from envsetup.detect.system import probe_system
     from envsetup.detect.target import build, installers, query
@@ -77,6 +78,7 @@ def detect_profile(
                 f"--python {target}: does not run as a Python interpreter ({_short(exc.message)})"
             ) from None
         py, torch = build(data, fut_tools.result())
+        guard = probe_guard(py.prefix)
         path_entries, shadowed = pythonpath.shadows(env)
         if path_entries:
             py = replace(py, pythonpath=path_entries, pythonpath_shadows=shadowed)
@@ -93,6 +95,7 @@ def detect_profile(
         cuda=cuda,
         torch=torch,
         toolchain=toolchain,
+        guard=guard,
     )
 
 
