@@ -16,6 +16,7 @@ reached answers within the connect timeout (a few seconds), with no retries.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -288,8 +289,50 @@ class Index:
                 out.append(f)
         return out
 
-    def metadata(self, f: File) -> Optional[str]:
-        """The file's core metadata (PEP 658), or None where the index does not serve it."""
+    def metadata(self, f: File, *, from_wheel: bool = False) -> Optional[str]:
+        """The file's core metadata (PEP 658), or None where the index does not serve it.
+
+        ``from_wheel``: where the index serves no PEP 658 file, read ``METADATA`` out of the
+        wheel itself with HTTP range requests (the zip directory and that one member, a few
+        hundred KB of a wheel of any size); None where the file host does not answer ranges.
+        """
+        text = self._pep658(f)
+        if text is None and from_wheel and f.kind == "wheel":
+            found = self.wheel_members(f, [".dist-info/METADATA"])
+            text = next(iter(found.values()), None)
+        return text
+
+    def wheel_members(self, f: File, suffixes: Iterable[str]) -> dict[str, str]:
+        """The text of the wheel's members whose names end with one of ``suffixes`` (matched at
+        the same depth, so ``.dist-info/METADATA`` is the top-level dist-info's), read with
+        HTTP range requests; {} where the host does not serve ranges or the file is no zip."""
+        import zipfile
+
+        import requests
+
+        if urlsplit(f.url).scheme not in ("http", "https"):
+            return {}
+        client = self._get_client()
+        raw = _RangeFile(client.s, f.url, f.size, self.timeout)
+        wanted = list(suffixes)
+        try:
+            import io
+
+            with zipfile.ZipFile(io.BufferedReader(raw, buffer_size=256 * 1024)) as zf:
+                out = {}
+                for name in zf.namelist():
+                    for want in wanted:
+                        if name.endswith(want) and name.count("/") == want.count("/"):
+                            out[name] = zf.read(name).decode("utf-8", "replace")
+                return out
+        except _NoRanges:
+            return {}
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return {}
+        except requests.exceptions.RequestException as exc:
+            raise IndexUnreachable(self.display, _reason(exc)) from None
+
+    def _pep658(self, f: File) -> Optional[str]:
         import requests
         from pypi_simple import DistributionPackage, NoMetadataError
 
@@ -312,6 +355,64 @@ class Index:
         except requests.exceptions.RequestException as exc:
             raise IndexUnreachable(self.display, _reason(exc)) from None
         return text
+
+
+class _NoRanges(Exception):
+    """The file host answered a range request with the whole file (or not at all)."""
+
+
+class _RangeFile(io.RawIOBase):
+    """A seekable read-only view of a remote file, one HTTP range request per read."""
+
+    def __init__(
+        self,
+        session: Any,
+        url: str,
+        size: Optional[int],
+        timeout: Union[float, tuple[float, float]],
+    ):
+        super().__init__()
+        self.session, self.url, self.timeout = session, url, timeout
+        self.pos = 0
+        if size is None:
+            r = session.head(url, timeout=timeout, allow_redirects=True)
+            r.raise_for_status()
+            size = int(r.headers.get("Content-Length", "0")) or None
+            if size is None:
+                raise _NoRanges(url)
+        self.size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self.size - self.pos)
+        if n <= 0:
+            return 0
+        rng = f"bytes={self.pos}-{self.pos + n - 1}"
+        r = self.session.get(self.url, headers={"Range": rng}, timeout=self.timeout, stream=True)
+        try:
+            if r.status_code != 206:  # a 200 would be the whole file: never read it
+                if r.status_code >= 400:
+                    r.raise_for_status()
+                raise _NoRanges(self.url)
+            data = r.raw.read(n, decode_content=True)
+        finally:
+            r.close()
+        buf[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
 
 
 class Wheelhouse:
