@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -751,6 +752,29 @@ def _cuda(
             doc.version(t, "windows", path, required=False),
         )
     return floors, toolkit
+
+
+def newer_than_table(table: Table, versions: Iterable[str]) -> Optional[str]:
+    """The line naming a final torch 2.x release an index has and the table does not cover
+    (newer than its newest), for whoever talks to an index anyway (plan --online, install)."""
+    newest = Version(table.newest)
+    found: Optional[Version] = None
+    for v in versions:
+        try:
+            x = Version(v)
+        except InvalidVersion:
+            continue
+        if x.is_prerelease or x.is_devrelease or x.major != 2:
+            continue
+        x = Version(x.public)
+        if x > newest and (found is None or x > found):
+            found = x
+    if found is None:
+        return None
+    return (
+        f"torch {found} is on the index but not in this table (collected "
+        f"{table.collected or 'unknown'}): upgrade envsetup"
+    )
 
 
 def dump_json(data: Any) -> str:

@@ -142,6 +142,18 @@ def _file_from_name(name: str, url: str, **extra: Any) -> Optional[File]:
     return None
 
 
+def _directory_page(path: Path) -> bytes:
+    """A PEP 503 page for a mirror directory without index.html: the distribution files in it
+    (what a flat local mirror of one project holds); empty when it has none."""
+    import html
+
+    names = sorted(p.name for p in path.iterdir() if _file_from_name(p.name, p.name) is not None)
+    if not names:
+        return b""
+    links = "".join(f'<a href="{html.escape(quote(n))}">{html.escape(n)}</a><br/>\n' for n in names)
+    return f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
+
+
 class _FileAdapter:
     """A requests transport adapter for ``file://`` URLs of a local index mirror.
 
@@ -156,10 +168,13 @@ class _FileAdapter:
         resp.url = request.url
         resp.request = request
         path = Path(url2pathname(unquote(urlsplit(request.url).path)))
+        listing: Optional[bytes] = None
         if path.is_dir():
+            if not (path / "index.html").is_file():
+                listing = _directory_page(path)
             path = path / "index.html"
         try:
-            data = path.read_bytes()
+            data = listing if listing is not None else path.read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             resp.status_code, data = 404, b"not found\n"
         except OSError as exc:
@@ -167,6 +182,8 @@ class _FileAdapter:
         else:
             resp.status_code = 200
         ctype = "text/html" if path.suffix in (".html", ".htm") else "application/octet-stream"
+        if listing is not None:
+            resp.status_code = 200 if listing else 404
         if resp.status_code != 200:
             ctype = "text/plain"
         resp.headers["Content-Type"] = ctype
@@ -313,11 +330,9 @@ class Index:
         if urlsplit(f.url).scheme not in ("http", "https"):
             return {}
         client = self._get_client()
-        raw = _RangeFile(client.s, f.url, f.size, self.timeout)
         wanted = list(suffixes)
         try:
-            import io
-
+            raw = _RangeFile(client.s, f.url, f.size, self.timeout)
             with zipfile.ZipFile(io.BufferedReader(raw, buffer_size=256 * 1024)) as zf:
                 out = {}
                 for name in zf.namelist():
@@ -329,6 +344,8 @@ class Index:
             return {}
         except (zipfile.BadZipFile, OSError, ValueError, EOFError):
             return {}
+        except requests.exceptions.HTTPError:
+            return {}  # the file host refused this file or the method: no metadata from it
         except requests.exceptions.RequestException as exc:
             raise IndexUnreachable(self.display, _reason(exc)) from None
 

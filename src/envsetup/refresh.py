@@ -284,6 +284,17 @@ def wanted_metadata(package: dict[str, list[File]], since: str = "2.0.0") -> lis
     return out
 
 
+def variants_to_read(docs: dict[str, Any]) -> list[str]:
+    """The PyTorch-index variant pages refresh reads: every variant the table names, listed or
+    unconfirmed."""
+    names: set[str] = set()
+    for f in docs["index.json"]["releases"]:
+        rel = docs.get(f, {})
+        names |= set(rel.get("variants", {}))
+        names |= {k.split(" ")[0] for k in rel.get("unconfirmed", {})}
+    return sorted(names)
+
+
 def read_listings(
     package_index: str,
     pytorch_index: Optional[str],
@@ -518,7 +529,7 @@ def _derive_release(
         info = plats.get(plat)
         what = f"torch {minor} {plat}"
         if info is None:
-            info = {"python": []}
+            info = {"python": [], "source": ["pypi"]}
             plats[plat] = info
             report.change(f"{what}: new platform on the package index")
         listed = sorted(pys, key=_py_key)

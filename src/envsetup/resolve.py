@@ -448,10 +448,9 @@ def _companion_check(v: _Verdict, m: _Machine, req: Request, table: Table) -> No
         if spec is not None and not spec.contains(m.python_full, prereleases=True):
             v.fixes.append(drop)
             v.refuse(
-                f"{what} requires Python {rel.requires_python}, and this is {m.python_full}",
+                f"{what} requires Python {spec}, and this is {m.python_full}",
                 f"python:{name}",
-                group=f"{name} excludes Python {m.python_full} (Requires-Python "
-                f"{rel.requires_python})",
+                group=f"{name} excludes Python {m.python_full} (Requires-Python {spec})",
                 companion=True,
             )
             continue
@@ -463,9 +462,8 @@ def _companion_check(v: _Verdict, m: _Machine, req: Request, table: Table) -> No
             ]
             if excluded:
                 v.warnings.append(
-                    f"{what} excludes Python {', '.join(excluded)} (Requires-Python "
-                    f"{rel.requires_python}); the profile gives Python {m.python_full} without "
-                    "its patch level"
+                    f"{what} excludes Python {', '.join(excluded)} (Requires-Python {spec}); the "
+                    f"profile gives Python {m.python_full} without its patch level"
                 )
         need = wheels.macos_for(m.python) or wheels.macos_for("py3")
         mac = _ver(m.macos) if m.platform.startswith("macos") else None
