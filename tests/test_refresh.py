@@ -8,7 +8,9 @@ import json
 import shutil
 import socket
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +185,73 @@ def test_recordings_name_no_registry_host() -> None:
             assert "://" not in text.replace("https://download.pytorch.org", ""), f
     page = json.loads((ROOT / "tests/fixtures/indexes/package/torch.json").read_text())
     assert all(f["url"].startswith("../../files/") for f in page["files"])
+
+
+# ---------------------------------------------------------------- METADATA out of the wheel
+
+
+class _Files(BaseHTTPRequestHandler):
+    """Serves the files of ``root``, answering Range requests unless ``ranges`` is off."""
+
+    root: Path
+    ranges = True
+    seen: list[str]
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def _answer(self, body: bool) -> None:
+        f = self.root / self.path.lstrip("/")
+        self.seen.append(f"{self.command} {self.headers.get('Range')}")
+        if not f.is_file():
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = f.read_bytes()
+        rng = self.headers.get("Range")
+        if rng and self.ranges and body:
+            lo, hi = (int(x) for x in rng.split("=")[1].split("-"))
+            part = data[lo : hi + 1]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {lo}-{hi}/{len(data)}")
+        else:
+            part = data
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(part) if body else len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(part)
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["host-with-ranges", "host-without"])
+def test_metadata_read_out_of_the_wheel(tmp_path: Path, ranges: bool) -> None:
+    from tests.indexserver import build_wheel
+
+    from envsetup.index import File, Index
+
+    big = {f"pkg/blob{i}.bin": bytes([i]) * 200_000 for i in range(8)}  # 1.6 MB to skip
+    wheel = build_wheel(tmp_path, "torchvision", "0.29.2", requires=["torch>=2.14.0"], files=big)
+    handler = type("H", (_Files,), {"root": tmp_path, "ranges": ranges, "seen": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        f = File(wheel.name, f"{url}/{wheel.name}", "torchvision", "0.29.2", "wheel")
+        with Index(f"{url}/simple") as idx:
+            meta = idx.metadata(f, from_wheel=True)  # no PEP 658 file: out of the wheel
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    if ranges:
+        assert meta is not None and "Requires-Dist: torch>=2.14.0" in meta
+        assert refresh.requires_torch(meta) == ">=2.14.0"
+        assert all(s.startswith("GET bytes=") or s.startswith("HEAD") for s in handler.seen[1:])
+    else:
+        assert meta is None  # the whole wheel is never read for its metadata
