@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,14 +52,34 @@ PROFILES = {
 EXTRA = {"py3.14.1-vision": ["--vision"]}
 
 
-def timed(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, int]:
-    subprocess.run(argv, capture_output=True, env=env, check=False)  # warm the file cache
-    times, rc = [], 0
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of the child: user + system, exit status)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    rc = subprocess.run(argv, capture_output=True, env=env, check=False).returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, rc
+
+
+def timed(sides: dict[str, tuple[list[str], dict[str, str]]], runs: int) -> dict[str, Any]:
+    """Median wall and CPU time per side; the sides run interleaved, so that a busy machine
+    slows both alike."""
+    for argv, env in sides.values():
+        subprocess.run(argv, capture_output=True, env=env, check=False)  # warm the caches
+    got: dict[str, list[tuple[float, float, int]]] = {k: [] for k in sides}
     for _ in range(runs):
-        start = time.perf_counter()
-        rc = subprocess.run(argv, capture_output=True, env=env, check=False).returncode
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), rc
+        for k, (argv, env) in sides.items():
+            got[k].append(run_once(argv, env))
+    return {
+        k: (
+            statistics.median(w for w, _, _ in v),
+            statistics.median(c for _, c, _ in v),
+            v[-1][2],
+        )
+        for k, v in got.items()
+    }
 
 
 def unpack(rev: str, tmp: Path) -> Path:
@@ -88,21 +110,27 @@ def main() -> None:
             files[name] = Path(tmp) / f"{name}.json"
             files[name].write_text(json.dumps(prof))
         py = sys.executable
-        raw, _ = timed([py, "-c", "pass"], base, args.runs)
-        print(f"python -c pass: {raw * 1000:.0f} ms (the interpreter's start-up)\n")
-        print(f"{'command':42} {'before':>10} {'after':>10}")
+        raw = timed({"raw": ([py, "-c", "pass"], base)}, args.runs)["raw"]
+        print(f"python -c pass: {raw[0] * 1000:.0f} ms wall, {raw[1] * 1000:.0f} ms CPU")
+        print(f"median of {args.runs} runs, before and after interleaved; wall / CPU (user+sys)\n")
+        print(f"{'command':32} {'before':>17} {'after':>17}")
         rows = [
             (f"plan {n}", ["plan", "--profile", str(f), *EXTRA.get(n, [])])
             for n, f in files.items()
         ]
         rows.append(("doctor --json (this machine)", ["doctor", "--json"]))
         for label, cmd in rows:
-            cells = []
-            for side in ("before", "after"):
-                env = {**base, "PYTHONPATH": str(trees[side])}
-                med, rc = timed([py, "-m", "envsetup", *cmd], env, args.runs)
-                cells.append(f"{med * 1000:6.0f} ms{'' if rc in (0, 1) else f' ({rc})'}")
-            print(f"{label:42} {cells[0]:>10} {cells[1]:>10}")
+            sides = {
+                side: ([py, "-m", "envsetup", *cmd], {**base, "PYTHONPATH": str(trees[side])})
+                for side in ("before", "after")
+            }
+            res = timed(sides, args.runs)
+            cells = [
+                f"{res[s][0] * 1000:4.0f} / {res[s][1] * 1000:3.0f} ms"
+                + ("" if res[s][2] in (0, 1) else f" ({res[s][2]})")
+                for s in ("before", "after")
+            ]
+            print(f"{label:32} {cells[0]:>17} {cells[1]:>17}")
 
 
 if __name__ == "__main__":

@@ -305,7 +305,17 @@ def _interpreter_check(profile: Profile, m: _Machine, table: Table) -> None:
 def _python_hint(table: Table, m: _Machine) -> str:
     have = [p.v for p, r in table.patches() if m.python in r.python_for(p.version, m.platform)]
     if not have:
-        return f"use a Python with torch wheels on {m.platform} (Python {m.python} has none)"
+        pys = {py for p, r in table.patches() for py in r.python_for(p.version, m.platform)}
+        plain = sorted((p for p in pys if not p.endswith("t")), key=lambda t: int(t[2:]))
+        newest = max(
+            (p.v for p, r in table.patches() if r.python_for(p.version, m.platform)), default=None
+        )
+        if not plain or newest is None:
+            return f"use a Python with torch wheels on {m.platform}"
+        return (
+            f"use Python {plain[0]}-{plain[-1]}: torch's wheels for {m.platform} cover those "
+            f"(up to torch {newest}); Python {m.python} has none"
+        )
     lo, hi = min(have), max(have)
     if lo == Version(table.oldest):
         return f"Python {m.python} needs torch <= {hi}"
