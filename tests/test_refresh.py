@@ -232,9 +232,8 @@ class _Files(BaseHTTPRequestHandler):
 
 @pytest.mark.parametrize("ranges", [True, False], ids=["host-with-ranges", "host-without"])
 def test_metadata_read_out_of_the_wheel(tmp_path: Path, ranges: bool) -> None:
-    from tests.indexserver import build_wheel
-
     from envsetup.index import File, Index
+    from indexserver import build_wheel
 
     big = {f"pkg/blob{i}.bin": bytes([i]) * 200_000 for i in range(8)}  # 1.6 MB to skip
     wheel = build_wheel(tmp_path, "torchvision", "0.29.2", requires=["torch>=2.14.0"], files=big)

@@ -38,6 +38,8 @@ from envsetup.compat import COMPANIONS, dump_json
 from envsetup.index import File, Index
 
 PROJECTS = ("torch", *COMPANIONS)
+# The first companion releases of the torch 2.x era (the table's): older ones are not read.
+FIRST = {"torch": "2.0.0", "torchvision": "0.15.0", "torchaudio": "2.0.0"}
 # Linux platforms whose default build carries CUDA, learnt from the wheel's metadata.
 METADATA_PLATFORMS = ("linux_x86_64", "linux_aarch64")
 _MACHINE = {"linux_x86_64": "x86_64", "linux_aarch64": "aarch64"}
@@ -274,9 +276,8 @@ def wanted_metadata(package: dict[str, list[File]], since: str = "2.0.0") -> lis
             if f is not None:
                 out.append(f)
     for name in COMPANIONS:
-        first = {"torchvision": "0.15.0", "torchaudio": "2.0.0"}[name]
         for v, d in _dists(package.get(name, [])).items():
-            if _v(v) < _v(first):
+            if _v(v) < _v(FIRST[name]):
                 continue
             f = _pick(d.files, "linux_x86_64") or (d.files[0] if d.files else None)
             if f is not None:
@@ -393,7 +394,6 @@ def _derive_companions(
 ) -> dict[str, dict[str, _Dist]]:
     index = new["index.json"]
     out: dict[str, dict[str, _Dist]] = {}
-    outer = report
     for name in COMPANIONS:
         fname = index.get("companions", {}).get(name, f"companions/{name}.json")
         doc = new.setdefault(
@@ -402,9 +402,10 @@ def _derive_companions(
              "source": ["pypi"], "releases": {}},
         )  # fmt: skip
         rels: dict[str, Any] = doc.setdefault("releases", {})
-        first = {"torchvision": "0.15.0", "torchaudio": "2.0.0"}[name]
         dists = {
-            v: d for v, d in _dists(listings.package.get(name, [])).items() if _v(v) >= _v(first)
+            v: d
+            for v, d in _dists(listings.package.get(name, [])).items()
+            if _v(v) >= _v(FIRST[name])
         }
         out[name] = dists
         for v in sorted(dists, key=_v):
@@ -414,14 +415,15 @@ def _derive_companions(
             r = rels.setdefault(v, {})
             if fresh:
                 report.change(f"{what}: new release on the package index")
-                report = Report()  # its fields are part of that one change
-            _set(r, "date", d.date, report, what)
-            _set(r, "requires_python", d.rp, report, what)
+            # a new release's fields are part of that one change
+            sink = Report() if fresh else report
+            _set(r, "date", d.date, sink, what)
+            _set(r, "requires_python", d.rp, sink, what)
             f = next((f for f in d.files if f.filename in listings.metadata), None)
             meta = listings.metadata.get(f.filename) if f else None
             if meta is not None:
-                _set(r, "requires_torch", requires_torch(meta), report, what)
-            _set(r, "yanked", d.all_yanked, report, what)
+                _set(r, "requires_torch", requires_torch(meta), sink, what)
+            _set(r, "yanked", d.all_yanked, sink, what)
             d.requires_torch = r.get("requires_torch")
             plats: dict[str, Any] = {}
             for plat in sorted(
@@ -443,9 +445,8 @@ def _derive_companions(
                     entry["min_macos_for"] = per
                 plats[plat] = entry
             if r.get("platforms") != plats:
-                report.change(f"{what}: wheels (Python, platforms, macOS) from the listing")
+                sink.change(f"{what}: wheels (Python, platforms, macOS) from the listing")
             r["platforms"] = plats
-            report = outer
         for v in list(rels):
             if v not in dists:
                 report.contradict(f"{name} {v} is in the table but not on the package index")
