@@ -11,9 +11,10 @@ from envsetup.compat import Build, Table
 from envsetup.diagnose import is_cpu_build, usable_nvidia
 from envsetup.errors import EnvsetupError
 from envsetup.findings import Finding
+from envsetup.gpu_arch import has_kernels, sm
 from envsetup.plan import Plan, Request
 from envsetup.profile import Profile
-from envsetup.resolve import _machine, has_kernels, platform_key, resolve, sm
+from envsetup.resolve import _machine, platform_key, resolve
 
 
 def _installed_build(profile: Profile, table: Table) -> Optional[Build]:
