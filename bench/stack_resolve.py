@@ -26,7 +26,7 @@ from envsetup.compat import load_table  # noqa: E402
 from envsetup.plan import Request  # noqa: E402
 from envsetup.profile import Profile  # noqa: E402
 from envsetup.stack import find_uv, read_requirements, resolve_stack  # noqa: E402
-from stackindex import StackIndex, build_indexes  # noqa: E402
+from stackindex import FROZEN, StackIndex, build_indexes  # noqa: E402
 
 REQS = ["libeq", "libge", "libnp"]
 
@@ -45,7 +45,7 @@ def main() -> None:
     v = ".".join(map(str, sys.version_info[:3]))
     prof = Profile.from_dict({"system": {"os": "linux", "arch": "x86_64"},
                               "python": {"version": v, "executable": py}})  # fmt: skip
-    table = load_table()
+    table = load_table(FROZEN)
     user = read_requirements(REQS)
     with StackIndex(build_indexes(tmp / "root")) as s:
         req = Request(torch="2.4.1", index_base=s.whl)

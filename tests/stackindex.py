@@ -24,6 +24,36 @@ from urllib.parse import quote, unquote
 
 from indexserver import build_wheel
 
+FROZEN = Path(__file__).parent / "fixtures" / "table"  # the tests' frozen copy of compat/
+CPU_MACHINE = {"system": {"os": "linux", "arch": "x86_64"}}
+RTX5090_MACHINE = {
+    **CPU_MACHINE,
+    "nvidia": {
+        "driver_version": "570.124.06",
+        "gpus": [{"name": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0"}],
+    },
+}
+
+
+def newest_build(machine: dict[str, object]) -> str:
+    return _newest(machine)[0]
+
+
+def _newest(machine: dict[str, object]) -> tuple[str, Optional[str]]:
+    """The local version the frozen table plans for ``machine`` on this Python (what a request
+    without --torch resolves to, so the loopback index must serve it)."""
+    import sys
+
+    from envsetup.compat import load_table
+    from envsetup.plan import Request
+    from envsetup.profile import Profile
+    from envsetup.resolve import resolve
+
+    v = ".".join(map(str, sys.version_info[:3]))
+    prof = Profile.from_dict({**machine, "python": {"version": v}})
+    plan = resolve(prof, Request(), load_table(FROZEN))
+    return plan.local_version or plan.torch, plan.cuda
+
 
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -234,8 +264,9 @@ def build_indexes(root: Path) -> Path:
             torch_build(whl / variant, f"2.4.1+{variant}", cuda, f"{py}-{py}-linux_x86_64")
         companion(whl / variant, "torchvision", f"0.19.1+{variant}", "2.4.1")
     torch_build(whl / "cu128", "2.7.0+cu128", "12.8")
-    torch_build(whl / "cu128", "2.11.0+cu128", "12.8")  # the RTX 5090 profile's newest build
-    torch_build(whl / "cpu", "2.14.1+cpu", None)  # a CPU machine's newest build
+    rtx, rtx_cuda = _newest(RTX5090_MACHINE)  # the RTX 5090 profile's newest build
+    torch_build(whl / rtx.split("+")[1], rtx, rtx_cuda)
+    torch_build(whl / "cpu", newest_build(CPU_MACHINE), None)  # a CPU machine's newest build
     torch_build(simple, "2.4.1", "12.1")
     torch_build(simple, "2.5.1", "12.4")
     torch_build(simple, "2.6.0", "12.4")

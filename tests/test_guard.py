@@ -30,7 +30,7 @@ from envsetup.plan import Request
 from envsetup.profile import Profile
 from envsetup.resolve import resolve
 from envsetup.stack import find_uv
-from stackindex import StackIndex, build_indexes
+from stackindex import FROZEN, StackIndex, build_indexes
 
 CPU = {"system": {"os": "linux", "arch": "x86_64"}, "python": {"version": "3.11.7"}}
 
@@ -95,7 +95,7 @@ def venv_with_torch(tmp_path: Path, torch_env: Path) -> Path:
 
 def plan(variant: str = "cpu") -> object:
     req = Request(torch="2.4.1", variant=variant, vision=True, index_base="http://mirror/whl")
-    return resolve(Profile.from_dict(CPU), req, load_table())
+    return resolve(Profile.from_dict(CPU), req, load_table(FROZEN))
 
 
 def test_pip_refuses_a_swap_and_names_envsetup(

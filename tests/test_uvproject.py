@@ -20,7 +20,7 @@ from envsetup.profile import Profile
 from envsetup.resolve import resolve
 from envsetup.stack import _toml_loads, find_uv
 from envsetup.uvproject import Machine, requirements, uv_project
-from stackindex import StackIndex, build_indexes
+from stackindex import FROZEN, StackIndex, build_indexes
 
 PYV = ".".join(map(str, sys.version_info[:3]))
 LINUX = {"system": {"os": "linux", "arch": "x86_64"}, "python": {"version": PYV}}
@@ -58,7 +58,9 @@ def env(tmp_path: Path, index: StackIndex, monkeypatch: pytest.MonkeyPatch) -> d
 
 def machine(label: str, prof: dict[str, Any], **req: Any) -> Machine:
     p = Profile.from_dict(prof)
-    return Machine(label, p, resolve(p, Request(torch="2.4.1", vision=True, **req), load_table()))
+    return Machine(
+        label, p, resolve(p, Request(torch="2.4.1", vision=True, **req), load_table(FROZEN))
+    )
 
 
 def uv(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
