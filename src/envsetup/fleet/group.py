@@ -108,13 +108,16 @@ class Group:
 
 def group_nodes(nodes: list[Node]) -> list[Group]:
     """Groups of identical machines, the largest first (then in the order of their words)."""
+    from envsetup.fleet.nodes import no_cycle_collection
+
     groups: dict[tuple[Any, ...], Group] = {}
-    for node in nodes:
-        key, words = machine(node.profile)
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = Group(words)
-        g.nodes.append(node)
+    with no_cycle_collection():
+        for node in nodes:
+            key, words = machine(node.profile)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = Group(words)
+            g.nodes.append(node)
     out = list(groups.values())
     out.sort(key=lambda g: (-len(g.nodes), [g.machine[d] for d in DIMENSIONS]))
     return out

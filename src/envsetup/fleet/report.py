@@ -107,7 +107,7 @@ class _Diagnoser:
         self.memo: dict[str, list[dict[str, Any]]] = {}
 
     def __call__(self, profile: dict[str, Any]) -> list[dict[str, Any]]:
-        key = json.dumps(profile, sort_keys=True)
+        key = _without_serials(profile)
         hit = self.memo.get(key)
         if hit is None:
             from envsetup.diagnose import diagnose
@@ -118,6 +118,18 @@ class _Diagnoser:
             rules = [lambda q: table_findings(q, self.table) if q.torch.version else []]
             hit = self.memo[key] = to_dict(diagnose(p, rules))
         return hit
+
+
+def _without_serials(profile: dict[str, Any]) -> str:
+    """The profile as JSON without its GPUs' serial numbers (UUIDs), which no rule reads: the
+    nodes of one machine type then share one diagnosis."""
+    gpus = (profile.get("nvidia") or {}).get("gpus")
+    if gpus:
+        nv = dict(
+            profile["nvidia"], gpus=[{k: v for k, v in g.items() if k != "uuid"} for g in gpus]
+        )
+        profile = dict(profile, nvidia=nv)
+    return json.dumps(profile, sort_keys=True)
 
 
 def _aggregate(nodes: list[Node], diagnoser: _Diagnoser) -> tuple[list[dict[str, Any]], int]:
