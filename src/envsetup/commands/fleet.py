@@ -31,6 +31,11 @@ _MARKDOWN = typer.Option(False, "--markdown", help="Print the report as markdown
 _HTML = typer.Option(None, "--html", help="Also write the report as one self-contained page.")
 _INVENTORY = typer.Option(..., "-i", "--inventory", help="An Ansible inventory (file, dir).")
 _LIMIT = typer.Option(None, "--limit", help="An Ansible host pattern within the inventory.")
+_FROM = typer.Option(
+    None,
+    "--from",
+    help="Install from the profiles an earlier fleet doctor --out kept (no new run).",
+)
 _OUT = typer.Option(
     None, "--out", help="Keep the profiles (and outcomes) here (default: a new temp dir)."
 )
@@ -138,22 +143,28 @@ def _collect(
 ) -> tuple[list[Any], list[Any], list[str]]:
     """Run doctor on every host; (nodes, hosts without a profile, hosts)."""
     from envsetup.fleet import ansible
-    from envsetup.fleet.nodes import Unreadable, read_file
 
     hosts = ansible.inventory_hosts(inventory, limit)
     for h in hosts:  # nothing from an earlier run stands in for this one
         for suffix in (".json", ".error"):
             (work / f"{h}{suffix}").unlink(missing_ok=True)
-    echo = None if quiet else sys.stderr
     ansible.run_playbook(
         inventory,
         {"envsetup_action": "doctor", "envsetup_out": str(work)},
         work,
         hosts=hosts,
         forks=forks,
-        echo=echo,
+        echo=None if quiet else sys.stderr,
         timeout=timeout,
     )
+    nodes, missing = _profiles_of(hosts, work)
+    return nodes, missing, hosts
+
+
+def _profiles_of(hosts: list[str], work: Path) -> tuple[list[Any], list[Any]]:
+    """The profile each host left in ``work`` (HOST.json), or why there is none."""
+    from envsetup.fleet.nodes import Unreadable, read_file
+
     nodes: list[Any] = []
     missing: list[Any] = []
     for h in hosts:
@@ -167,10 +178,11 @@ def _collect(
             "doctor did not run: "
             + (err.read_text(encoding="utf-8").strip().splitlines() or ["?"])[-1]
             if err.exists()
-            else "no profile came back (host unreachable? see ansible's output)"
+            else f"no profile came back ({f.name} is missing: host unreachable? see ansible's "
+            "output)"
         )
         missing.append(Unreadable(h, "ansible", why))
-    return nodes, missing, hosts
+    return nodes, missing
 
 
 @fleet_app.command("doctor")
@@ -249,6 +261,7 @@ def install_command(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would go where; change nothing."
     ),
+    profiles: Optional[Path] = _FROM,
     as_json: bool = _JSON,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not show Ansible's output."),
     timeout: float = typer.Option(7200, "--timeout", min=1, help="Seconds for each Ansible run."),
@@ -269,9 +282,14 @@ def install_command(
         from envsetup.resolve import check_index_url
 
         index_url = check_index_url(index_url, "--index-url")
-    work = _workdir(out)
+    if profiles is not None and not profiles.is_dir():
+        raise UsageError(f"--from {profiles}: not a directory (give fleet doctor's --out)")
+    work = _workdir(out or profiles)
     quiet = quiet or as_json
-    nodes, missing, _ = _collect(inventory, limit, forks, work, quiet, timeout)
+    if profiles is not None:
+        nodes, missing = _profiles_of(ansible.inventory_hosts(inventory, limit), profiles.resolve())
+    else:
+        nodes, missing, _ = _collect(inventory, limit, forks, work, quiet, timeout)
     report = build_report(nodes, missing, request)
     wanted = [g.strip() for g in group.split(",") if g.strip()] if group else None
     if wanted:

@@ -100,14 +100,17 @@ def run_playbook(
     timeout: float,
 ) -> int:
     """Run the playbook for ``hosts``; returns ansible-playbook's exit code. Its output goes to
-    ``echo`` (stderr, or None for quiet) and to ``workdir/ansible.log``."""
+    ``echo`` (stderr, or None for quiet) and to ``workdir/.ansible/ansible.log``; the playbook
+    and its variables are kept there too, out of the way of the node files."""
     from envsetup import proc
 
-    book = workdir / "playbook.yml"
+    run_dir = workdir / ".ansible"
+    run_dir.mkdir(exist_ok=True)
+    book = run_dir / "playbook.yml"
     book.write_text(playbook_text(), encoding="utf-8")
-    vars_file = workdir / f"vars-{extra_vars.get('envsetup_action', 'doctor')}.json"
+    vars_file = run_dir / f"vars-{extra_vars.get('envsetup_action', 'doctor')}.json"
     vars_file.write_text(json.dumps(extra_vars), encoding="utf-8")
-    limit_file = workdir / f"hosts-{extra_vars.get('envsetup_action', 'doctor')}.txt"
+    limit_file = run_dir / f"hosts-{extra_vars.get('envsetup_action', 'doctor')}.txt"
     limit_file.write_text("".join(f"{h}\n" for h in hosts), encoding="utf-8")
     argv = [
         find_tool("ansible-playbook"),
@@ -117,7 +120,7 @@ def run_playbook(
         "-e", f"@{vars_file}",
         str(book),
     ]  # fmt: skip
-    with open(workdir / "ansible.log", "a", encoding="utf-8") as log:
+    with open(run_dir / "ansible.log", "a", encoding="utf-8") as log:
         try:
             run = proc.stream(argv, log, env=ansible_env())
         except OSError as exc:
@@ -147,6 +150,6 @@ def run_playbook(
     if rc < 0:
         raise EnvsetupError(
             f"ansible-playbook did not finish within {timeout:g} s and was stopped "
-            f"(its log: {workdir / 'ansible.log'})"
+            f"(its log: {run_dir / 'ansible.log'})"
         )
     return rc
