@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -130,6 +129,8 @@ def _workdir(out: Optional[Path]) -> Path:
     from envsetup.errors import UsageError
 
     if out is None:
+        import tempfile
+
         return Path(tempfile.mkdtemp(prefix="envsetup-fleet-"))
     try:
         out.mkdir(parents=True, exist_ok=True)
