@@ -16,6 +16,7 @@ together exactly. A document on one long line would be cut into 1024-byte pieces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -26,12 +27,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from envsetup.fleet.check import is_profile, profile_error
+from envsetup.profile import Profile
 
 SEVERITIES = ("error", "warning", "info")
-_PROFILE_KEYS = frozenset(
-    ("schema_version", "envsetup_version", "system", "python", "cpu", "nvidia", "other", "cuda",
-     "torch", "toolchain")
-)  # fmt: skip
+_PROFILE_KEYS = frozenset(f.name for f in dataclasses.fields(Profile))
 _LABEL = re.compile(r"^(\d+): ?")
 
 
