@@ -167,9 +167,8 @@ def write_fleet(
     node a bare profile (the hand-written form), the others doctor --json documents with the
     findings the real rules give. Returns {node name: machine index}."""
     from envsetup.compat import load_table
-    from envsetup.diagnose import diagnose
+    from envsetup.diagnose import diagnose_machine
     from envsetup.profile import Profile, to_dict
-    from envsetup.table_findings import table_findings
 
     directory.mkdir(parents=True, exist_ok=True)
     table = load_table() if findings else None
@@ -186,9 +185,7 @@ def write_fleet(
             if m not in memo:
                 fs: list[Any] = []
                 if findings:
-                    p = Profile.from_dict(machines[m])
-                    rules = [lambda q: table_findings(q, table) if q.torch.version else []]
-                    fs = to_dict(diagnose(p, rules))
+                    fs = to_dict(diagnose_machine(Profile.from_dict(machines[m]), table))
                 memo[m] = fs
             doc = {"profile": prof, "findings": memo[m]}
         (directory / f"{name}.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")

@@ -134,3 +134,29 @@ def test_closed_pipe_keeps_the_exit_code(tmp_path: Path) -> None:
         )  # fmt: skip
         assert res.stdout.strip() == str(want), (args, res)
         assert "Error" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_every_install_fix_is_one_envsetup_accepts(torch_venv: Path, tmp_path: Path) -> None:
+    """The fixes that are envsetup commands (one writer, diagnose/fixes.py) run as given."""
+    import shlex
+    import sys
+
+    from machines import h100x8
+
+    replay = write(tmp_path, h100x8())
+    doc = run_cli(
+        "doctor", "--json", "--python", str(torch_venv), env={"ENVSETUP_HW_REPLAY": replay}
+    ).json()
+    fixes = [f["fix"] for f in doc["findings"] if (f["fix"] or "").startswith("envsetup install")]
+    assert fixes, doc["findings"]
+    for fix in fixes:
+        argv = shlex.split(fix)
+        assert (
+            argv[:4] == ["envsetup", "install", "--python", str(torch_venv)] and argv[-1] == "--yes"
+        )
+        res = subprocess.run(
+            [sys.executable, "-m", "envsetup", *argv[1:], "--dry-run"],
+            env={"ENVSETUP_HW_REPLAY": replay, "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert res.returncode == 0, (fix, res.stderr)

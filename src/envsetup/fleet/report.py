@@ -110,13 +110,11 @@ class _Diagnoser:
         key = _without_serials(profile)
         hit = self.memo.get(key)
         if hit is None:
-            from envsetup.diagnose import diagnose
+            from envsetup.diagnose import diagnose_machine
             from envsetup.profile import Profile, to_dict
-            from envsetup.table_findings import table_findings
 
             p = Profile.from_dict(profile)
-            rules = [lambda q: table_findings(q, self.table) if q.torch.version else []]
-            hit = self.memo[key] = to_dict(diagnose(p, rules))
+            hit = self.memo[key] = to_dict(diagnose_machine(p, self.table))
         return hit
 
 

@@ -3,8 +3,8 @@
 Rules are small functions over the Profile; each returns the findings it sees. A finding's
 ``fix`` is a command that can be pasted as it is (or None where no single command mends it);
 whatever needs saying around it belongs in the message. Rules that need the compatibility table
-(a build too new for the driver, a CPU build where a CUDA build fits) live in table_findings.py
-and are passed to :func:`diagnose` by the doctor command.
+(a build too new for the driver, a CPU build where a CUDA build fits) live in table.py beside
+these; every fix that is an envsetup command is written by fixes.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Callable, Optional
 
 from packaging.version import InvalidVersion, Version
 
-from envsetup.findings import Finding, sort_findings
+from envsetup.diagnose.fixes import _py, install_fix, plan_fix
+from envsetup.findings import Finding
 from envsetup.profile import Gpu, Profile
 
 Rule = Callable[[Profile], list[Finding]]
@@ -25,10 +26,6 @@ RULES: list[Rule] = []
 def rule(fn: Rule) -> Rule:
     RULES.append(fn)
     return fn
-
-
-def _py(p: Profile) -> str:
-    return shlex.quote(p.python.executable or "python3")
 
 
 def _visible(p: Profile) -> list[Gpu]:
@@ -46,36 +43,6 @@ def is_cuda_build(p: Profile) -> bool:
 
 def is_cpu_build(p: Profile) -> bool:
     return p.torch.version is not None and p.torch.cuda is None and p.torch.hip is None
-
-
-def companions(p: Profile) -> list[str]:
-    """The companion libraries installed beside torch, as `--with` names them."""
-    names = (("torchvision", "vision"), ("torchaudio", "audio"))
-    return [flag for name, flag in names if p.torch.package(name) is not None]
-
-
-VENV_FOR_PEP668 = "~/.venvs/torch"
-
-
-def install_fix(p: Profile, *, torch: Optional[str] = None, variant: Optional[str] = None) -> str:
-    """``envsetup install`` for this profile's interpreter, keeping its companion libraries.
-
-    An externally-managed (PEP 668) interpreter is one envsetup refuses to change, so there
-    the fix makes a virtual environment from it and installs into that, which envsetup accepts.
-    """
-    if p.python.externally_managed:
-        venv = VENV_FOR_PEP668
-        parts = [f"{_py(p)} -m venv {venv} &&", "envsetup", "install", "--python", venv]
-    else:
-        parts = ["envsetup", "install", "--python", _py(p)]
-    if torch:
-        parts += ["--torch", torch]
-    if variant:
-        parts += ["--variant", variant]
-    keep = companions(p)
-    if keep:
-        parts += ["--with", ",".join(keep)]
-    return " ".join([*parts, "--yes"])
 
 
 def installed_build(p: Profile) -> tuple[Optional[str], Optional[str]]:
@@ -514,7 +481,7 @@ def amd_or_apple(p: Profile) -> list[Finding]:
                 + (f" (ROCm {o.rocm_version})" if o.rocm_version else "")
                 + f" but torch {p.torch.version} is not a ROCm build; 'envsetup compat list' "
                 "shows the ROCm builds.",
-                f"envsetup plan --python {_py(p)} --variant rocm{rocm}" if rocm else None,
+                plan_fix(p, variant=f"rocm{rocm}") if rocm else None,
             )
         )
     return out
@@ -574,10 +541,3 @@ def extension_toolkit(p: Profile) -> list[Finding]:
         else "packages that compile against torch (flash-attn, ...) will not build"
     )
     return [Finding("warning", "extension-toolkit-mismatch", f"{problems[0]}: {what}.", None)]
-
-
-def diagnose(profile: Profile, extra: Optional[list[Rule]] = None) -> list[Finding]:
-    findings: list[Finding] = []
-    for r in [*RULES, *(extra or [])]:
-        findings.extend(r(profile))
-    return sort_findings(findings)
