@@ -49,12 +49,13 @@ def verify(
     Exit 0 when every check passes, 1 when one fails."""
     from envsetup.errors import EXIT_FAIL, EXIT_OK, UsageError
     from envsetup.plan import read_plan_file
-    from envsetup.target import resolve_python
+    from envsetup.target import check_python, resolve_python
     from envsetup.verify import DEVICES, run_verify
 
     if device not in DEVICES:
         raise UsageError(f"--device {device}: not one of {', '.join(DEVICES)}")
     target = resolve_python(python)
+    check_python(target)
     if distributed:
         _distributed(target, timeout, processes, as_json)
         return
