@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck`` (the default,
+what CI runs); ``nox -s wheelhouse`` and ``nox -s gpu`` for the GPU proof (bench/gpu_proof.py)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,15 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".", "mypy", "types-requests")
     session.run("mypy", "--strict", "src/envsetup")
+
+
+@nox.session(python=False)
+def wheelhouse(session: nox.Session) -> None:
+    """Make the wheelhouse for the GPU proof (needs network): nox -s wheelhouse -- DIR."""
+    session.run("python3", "bench/gpu_proof.py", "wheelhouse", *(session.posargs or ["wheelhouse"]))
+
+
+@nox.session(python=False)
+def gpu(session: nox.Session) -> None:
+    """The GPU proof on a machine with an NVIDIA GPU and no network: nox -s gpu -- DIR."""
+    session.run("python3", "bench/gpu_proof.py", "run", *(session.posargs or ["wheelhouse"]))

@@ -284,10 +284,10 @@ def test_doctor_runs_under_python_dash_m(tmp_path: Path) -> None:
     ("content", "needle"),
     [
         (None, "No such file"),
-        ("{bad", "not a hardware recording"),
+        ("{bad", "invalid JSON"),
         ("[1, 2]", "a recording is a JSON object"),
         ('{"files": []}', "'files' must be an object"),
-        (b"\xff\xfe", "not a hardware recording"),
+        (b"\xff\xfe", "not a text file"),
     ],
 )
 def test_a_bad_replay_file_is_a_usage_error(tmp_path: Path, content: object, needle: str) -> None:

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from tests.indexserver import IndexServer, build_wheel, torch_wheel
 
 from envsetup import index
+from indexserver import IndexServer, build_wheel, torch_wheel
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_pep503_html_with_local_versions(tmp_path: Path) -> None:
 
 
 def test_http_error_is_one_line_with_the_status(tmp_path: Path) -> None:
-    from tests.indexserver import Fault
+    from indexserver import Fault
 
     torch_wheel(tmp_path / "cpu", "2.4.1+cpu", None)
     with IndexServer(tmp_path) as srv:

@@ -216,9 +216,12 @@ def lay_out_index(root: Path, *, extra: list[str]) -> None:
     pages: dict[str, list[str]] = {}
     for patch, rel in table.patches():
         for name in rel.variants:
-            pages.setdefault(name, []).append(
-                f"torch-{patch.version}+{name}-cp311-cp311-linux_x86_64.whl"
-            )
+            if any(
+                b.patches is None or patch.version in b.patches for b in rel.variants[name].values()
+            ):
+                pages.setdefault(name, []).append(
+                    f"torch-{patch.version}+{name}-cp311-cp311-linux_x86_64.whl"
+                )
     for name in extra:  # "2.14.1+cu134" or "2.16.0+cpu"
         local = name.split("+")[1]
         pages.setdefault(local, []).append(f"torch-{name}-cp311-cp311-linux_x86_64.whl")
@@ -290,7 +293,8 @@ def test_compat_check_reads_a_local_mirror(tmp_path: Path) -> None:
     assert doc["missing_releases"] == ["2.16.0"] and doc["not_on_index"] == []
     assert doc["missing_variants"] == [{"torch": "2.13.0", "variant": "cu134"}]
     gone = envsetup("compat", "check", "--index-base", (tmp_path / "nothing").as_uri())
-    assert gone.returncode == 2 and "is not a directory" in gone.stderr, gone
+    assert gone.returncode == 1 and "is not a directory" in gone.stderr, gone
+    assert gone.stderr.count("\n") == 1
 
 
 @pytest.mark.timeout(60)
@@ -299,5 +303,100 @@ def test_compat_check_unreachable() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     r = envsetup("compat", "check", "--index-base", f"http://127.0.0.1:{port}", "--timeout", "5")
+    assert r.returncode == 1, r  # the index cannot be read: a failure, not a usage error
+    assert r.stderr.startswith(f"envsetup: cannot read the index http://127.0.0.1:{port}/")
+    assert "connection refused" in r.stderr and r.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- issue 12: specs, Why, 80 columns
+
+
+CPU_ONLY = {"system": {"os": "linux", "arch": "x86_64"}, "python": {"version": "3.11.7"}}
+
+
+@pytest.fixture
+def cpu_only(tmp_path: Path) -> Path:
+    p = tmp_path / "cpu.json"
+    p.write_text(json.dumps(CPU_ONLY))
+    return p
+
+
+def test_empty_torch_spec_is_a_usage_error(cpu_only: Path) -> None:
+    r = envsetup("plan", "--profile", str(cpu_only), "--torch", "")
     assert r.returncode == 2, r
-    assert "cannot reach the PyTorch index" in r.stderr and r.stderr.count("\n") == 1
+    assert (
+        r.stderr.startswith("envsetup: empty torch version spec ''") and r.stderr.count("\n") == 1
+    )
+
+
+def test_a_valid_spec_matching_nothing_is_no_build(cpu_only: Path) -> None:
+    r = envsetup("plan", "--profile", str(cpu_only), "--torch", "2.13.0,!=2.13.0", "--json")
+    assert r.returncode == 4, r
+    assert r.json()["plan"] is None and "matches" in r.json()["error"]
+
+
+def test_plan_output_groups_refused_builds_and_says_what_matters(cpu_only: Path) -> None:
+    r = envsetup("plan", "--profile", str(cpu_only), env={"COLUMNS": "80"})
+    assert r.returncode == 0, r
+    assert "torch==2.15.0" in r.stdout and "2.15.0+cpu" in r.stdout
+    assert "known to the table" not in r.stdout and "matching latest" not in r.stdout
+    refused = [ln for ln in r.stdout.splitlines() if ln.startswith("  x ")]
+    assert refused[0].startswith("  x 78 CUDA builds of torch 2.0.0 - 2.15.0: no NVIDIA GPU")
+    assert len(refused) <= 7
+    warnings = [ln for ln in r.stdout.splitlines() if ln.startswith("  ! ")]
+    assert len([w for w in warnings if "medium-confidence" in w]) == 1
+
+
+def test_compat_list_reads_at_80_columns() -> None:
+    r = envsetup("compat", "list", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert max(len(ln) for ln in lines) <= 80
+    assert "…" not in r.stdout  # nothing truncated
+    rows = [ln for ln in lines if ln[:8].strip()[:2] == "2."]
+    assert len(rows) == len(load_table().patches())
+    # a row is one line, or two where a release has free-threaded builds or ROCm
+    starts = [i for i, ln in enumerate(lines) if ln[:8].strip()[:2] == "2."]
+    assert max(b - a for a, b in zip(starts, starts[1:])) <= 3
+    assert "3.11-3.15" in r.stdout and "3.14t-3.15t" in r.stdout
+
+
+@pytest.mark.timeout(120)
+def test_plan_online_names_a_release_newer_than_the_table(cpu_only: Path) -> None:
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "indexes"))
+    from replay import ReplayIndex
+
+    with ReplayIndex() as index:
+        page = index.page("/simple/torch/")
+        f = next(f for f in page["files"] if f["filename"].startswith("torch-2.15.0-"))
+        page["files"].append(dict(f, filename=f["filename"].replace("2.15.0", "2.16.0")))
+        index.pages["/simple/torch/"] = page
+        env = {"PIP_INDEX_URL": index.package_url}
+        r = envsetup("plan", "--profile", str(cpu_only), "--online", env=env)
+        assert r.returncode == 0, r
+        collected = load_table().collected
+        assert (
+            f"envsetup: torch 2.16.0 is on the index but not in this table (collected "
+            f"{collected}): upgrade envsetup\n"
+        ) == r.stderr
+        doc = envsetup("plan", "--profile", str(cpu_only), "--online", "--json", env=env).json()
+        assert doc["freshness"]["newer"].startswith("torch 2.16.0 is on the index")
+        asked = len(index.requests)
+        offline = envsetup("plan", "--profile", str(cpu_only), env=env)
+        assert offline.stderr == "" and len(index.requests) == asked  # offline by default
+
+
+@pytest.mark.timeout(60)
+def test_plan_online_without_network_still_plans(cpu_only: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"PIP_INDEX_URL": f"http://127.0.0.1:{port}/simple"}
+    r = envsetup("plan", "--profile", str(cpu_only), "--online", env=env)
+    assert r.returncode == 0, r
+    assert (
+        r.stderr.startswith("envsetup: --online: cannot read the index")
+        and r.stderr.count("\n") == 1
+    )

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-import envsetup.table_findings as table_findings_module
+import envsetup.diagnose.table as table_findings_module
 from conftest import make_venv, run_cli
 from envsetup.compat import load_table
+from envsetup.diagnose.table import table_findings
 from envsetup.profile import Profile
-from envsetup.table_findings import table_findings
 
 
 def codes(data: dict[str, Any]) -> set[str]:

@@ -190,7 +190,7 @@ def test_bad_plan_file(tmp_path: Path) -> None:
     bad.write_text("{not json")
     res = verify_cli("--plan", str(bad))
     assert res.returncode == 2, res
-    assert "not JSON" in res.stderr and "Traceback" not in res.stderr
+    assert "invalid JSON" in res.stderr and "Traceback" not in res.stderr
 
 
 def _plan(**kw: Any) -> Plan:

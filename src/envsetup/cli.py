@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -55,8 +55,47 @@ def _error(message: str) -> None:
     sys.stderr.write(f"envsetup: {message}\n")
 
 
+class _PipeGuard:
+    """stdout that survives its reader going away (``envsetup plan | head -1``): once the pipe
+    is closed, the rest of the output goes to /dev/null and the command runs to its own exit
+    code, so a pipeline reports what the command found, not that it was cut short."""
+
+    def __init__(self, real: Any):
+        self._real = real
+        self._closed = False
+
+    def _gone(self) -> None:
+        self._closed = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._real.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+    def write(self, text: str) -> int:
+        if not self._closed:
+            try:
+                return int(self._real.write(text))
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed:
+            try:
+                self._real.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the console script and of ``python -m envsetup``."""
+    if not isinstance(sys.stdout, _PipeGuard) and sys.stdout is not None:
+        sys.stdout = _PipeGuard(sys.stdout)
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("ENVSETUP_DEBUG"))
     args = [a for a in args if a != "--debug"]
@@ -74,12 +113,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         _error("interrupted")
         sys.exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        # The reader went away (`envsetup doctor | head`): stop quietly.
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        finally:
-            sys.exit(1)
     except Exception as exc:
         # Click's own usage errors (unknown option, bad value) carry an exit code and a message.
         fmt = getattr(exc, "format_message", None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,12 +20,16 @@ from packaging.version import InvalidVersion, Version
 
 from envsetup.errors import EXIT_USAGE, EnvsetupError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+COMPANIONS = ("torchvision", "torchaudio")
 PLATFORMS = ("linux_x86_64", "linux_aarch64", "windows_x86_64", "macos_arm64", "macos_x86_64")
 CONFIDENCES = ("high", "medium", "inferred")
 BUILD_KINDS = ("cuda", "rocm", "cpu", "mps")
 VARIANT_RE = re.compile(r"^(cpu|cu\d{3}|rocm\d+\.\d+(\.\d+)?)$")
 PYTHON_RE = re.compile(r"^3\.\d+t?$")
+# A companion wheel's Python: a cpXY[t] tag as "3.11" / "3.13t", or "py3" for a py3-none wheel
+# (any CPython 3 its Requires-Python admits, free-threaded included).
+WHEEL_PYTHON_RE = re.compile(r"^(3\.\d+t?|py3)$")
 ARCH_RE = re.compile(r"^\d+\.\d+$")
 RELEASE_RE = re.compile(r"^2\.\d+$")
 
@@ -57,6 +62,8 @@ class Build:
     confidence: str = "high"
     source: tuple[str, ...] = ()
     note: Optional[str] = None
+    triton: Optional[str] = None  # the default build's Triton requirement ("==3.1.0", "~=3.9.0")
+    patches: Optional[tuple[str, ...]] = None  # a variant published for these patches only
 
     @property
     def same_as(self) -> str:
@@ -76,18 +83,74 @@ class PlatformInfo:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """The companion release installed beside one torch build, and how sure the table is."""
+
+    version: str
+    confidence: str = "high"
+    note: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Patch:
     version: str
     date: Optional[str]
-    torchvision: Optional[str]
-    torchaudio: Optional[str]
-    torchvision_confidence: str = "high"
-    torchvision_note: Optional[str] = None
+    # companion -> build key -> choice: the key is "default" (the package-index build), a variant
+    # name ("cu126"), or "*" (every build not named); None: no release of it fits that build
+    companions: dict[str, dict[str, Optional[Choice]]] = field(default_factory=dict)
+    requires_python: Optional[str] = None
+    yanked: Optional[str] = None  # the package index's reason, where every file is yanked
     source: tuple[str, ...] = ()
 
     @property
     def v(self) -> Version:
         return Version(self.version)
+
+    def companion(self, name: str, variant: str) -> Optional[Choice]:
+        """The ``name`` release paired with this patch's ``variant`` build ("default", "cu126")."""
+        by = self.companions.get(name, {})
+        return by[variant] if variant in by else by.get("*")
+
+    def companion_versions(self, name: str) -> tuple[str, ...]:
+        """Every release of ``name`` paired with some build of this patch, newest first."""
+        vs = {c.version for c in self.companions.get(name, {}).values() if c is not None}
+        return tuple(sorted(vs, key=Version, reverse=True))
+
+    @property
+    def torchvision(self) -> Optional[str]:
+        c = self.companion("torchvision", "default")
+        return c.version if c else None
+
+    @property
+    def torchaudio(self) -> Optional[str]:
+        c = self.companion("torchaudio", "default")
+        return c.version if c else None
+
+
+@dataclass(frozen=True)
+class Wheels:
+    """The wheels a companion release publishes on one platform of the package index."""
+
+    python: tuple[str, ...]  # "3.11", "3.13t", "py3"
+    min_macos: Optional[str] = None
+    min_macos_for: dict[str, str] = field(default_factory=dict)
+
+    def macos_for(self, python: str) -> Optional[str]:
+        return self.min_macos_for.get(python, self.min_macos)
+
+
+@dataclass(frozen=True)
+class CompanionRelease:
+    """One torchvision/torchaudio release as the package index lists it."""
+
+    project: str
+    version: str
+    date: Optional[str]
+    requires_python: Optional[str]
+    requires_torch: Optional[str]  # its Requires-Dist on torch ("==2.4.1", ">=2.14.0"); None: none
+    platforms: dict[str, Wheels]
+    yanked: Optional[str] = None
+    source: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,9 +173,14 @@ class Release:
         info = self.platforms.get(platform)
         return info.python if info else ()
 
-    def builds(self, platform: str) -> list[Build]:
-        """The named PyTorch-index variants on this platform, then the default build."""
-        out = [by[platform] for by in self.variants.values() if platform in by]
+    def builds(self, platform: str, patch: Optional[str] = None) -> list[Build]:
+        """The named PyTorch-index variants on this platform (of ``patch``, when given), then the
+        default build."""
+        out = []
+        for by in self.variants.values():
+            b = by.get(platform)
+            if b is not None and (patch is None or b.patches is None or patch in b.patches):
+                out.append(b)
         info = self.platforms.get(platform)
         if info is not None and info.default is not None:
             out.append(info.default)
@@ -136,6 +204,10 @@ class Table:
     sources: dict[str, str]
     collected: Optional[str] = None
     location: str = "compat"
+    companions: dict[str, dict[str, CompanionRelease]] = field(default_factory=dict)
+
+    def companion(self, name: str, version: str) -> Optional[CompanionRelease]:
+        return self.companions.get(name, {}).get(version)
 
     def patches(self) -> list[tuple[Patch, Release]]:
         """Every torch patch release, newest first."""
@@ -304,10 +376,11 @@ def _schema(doc: _Doc, data: dict[str, Any]) -> None:
 
 
 _BUILD_KEYS = {"arch", "ptx", "confidence", "source", "note"}
+_PATCH_KEYS = {"date", "requires_python", "yanked", "source"}
 
 
 def _build(doc: _Doc, d: Any, path: str, *, variant: str, kind: str, base: dict[str, Any]) -> Build:
-    d = doc.obj(d, path, _BUILD_KEYS | {"build", "local", "cuda", "cudnn"})
+    d = doc.obj(d, path, _BUILD_KEYS | {"build", "local", "cuda", "cudnn", "triton"})
     arch: Optional[tuple[str, ...]] = None
     if kind == "cuda":
         if "arch" not in d:
@@ -335,6 +408,8 @@ def _build(doc: _Doc, d: Any, path: str, *, variant: str, kind: str, base: dict[
         confidence=conf,
         source=doc.source(d, path, required=False) or tuple(base.get("source", ())),
         note=doc.string(d, "note", path, required=False) or base.get("note"),
+        triton=doc.string(d, "triton", path, required=False),
+        patches=base.get("patches"),
     )
 
 
@@ -365,28 +440,25 @@ def _release(doc: _Doc, data: Any) -> Release:
         _check_version(doc, ver, path)
         if not (ver.startswith(minor + ".") and ver.count(".") == 2):
             raise doc.fail(path, f"{ver} is not a patch release of {minor}")
-        p = doc.obj(
-            p,
-            path,
-            {
-                "date",
-                "torchvision",
-                "torchaudio",
-                "torchvision_confidence",
-                "torchvision_note",
-                "source",
-            },
-        )
-        if "torchaudio" not in p:
-            raise doc.fail(_join(path, "torchaudio"), "missing (write null when there is none)")
+        allowed = _PATCH_KEYS | {
+            f"{c}{x}" for c in COMPANIONS for x in ("", "_confidence", "_note")
+        }
+        p = doc.obj(p, path, allowed)
+        comps: dict[str, dict[str, Optional[Choice]]] = {}
+        for c in COMPANIONS:
+            if c not in p:
+                raise doc.fail(_join(path, c), "missing (write null when there is none)")
+            comps[c] = _pairing(doc, p, c, path)
+        rp = doc.string(p, "requires_python", path, required=False)
+        if rp is not None:
+            _check_specifier(doc, rp, _join(path, "requires_python"))
         patches.append(
             Patch(
                 version=ver,
                 date=doc.string(p, "date", path, required=False),
-                torchvision=doc.version(p, "torchvision", path),
-                torchaudio=doc.version(p, "torchaudio", path, required=False),
-                torchvision_confidence=doc.confidence(p, "torchvision_confidence", path),
-                torchvision_note=doc.string(p, "torchvision_note", path, required=False),
+                companions=comps,
+                requires_python=rp,
+                yanked=p.get("yanked") if isinstance(p.get("yanked"), str) else None,
                 source=doc.source(p, path),
             )
         )
@@ -427,7 +499,11 @@ def _release(doc: _Doc, data: Any) -> Release:
         path = f"variants.{name}"
         if not VARIANT_RE.match(name):
             raise doc.fail(path, "a variant is named cpu, cuXYZ or rocmX.Y")
-        v = doc.obj(v, path, {"cuda", "cudnn", "rocm", "platforms", "source", "confidence", "note"})
+        v = doc.obj(
+            v,
+            path,
+            {"cuda", "cudnn", "rocm", "platforms", "source", "confidence", "note", "patches"},
+        )
         kind = "cpu" if name == "cpu" else "cuda" if name.startswith("cu") else "rocm"
         base = {
             "local": name,
@@ -435,6 +511,12 @@ def _release(doc: _Doc, data: Any) -> Release:
             "confidence": doc.confidence(v, "confidence", path),
             "note": doc.string(v, "note", path, required=False),
         }
+        if "patches" in v:
+            only = doc.strings(v, "patches", path, re.compile(r"^\d+\.\d+\.\d+$"))
+            for i, x in enumerate(only):
+                if x not in pd:
+                    raise doc.fail(f"{path}.patches[{i}]", f"{x} is not one of the patches")
+            base["patches"] = only
         if kind == "cuda":
             cuda = doc.version(v, "cuda", path)
             assert cuda is not None
@@ -499,15 +581,115 @@ def _release(doc: _Doc, data: Any) -> Release:
     )
 
 
+def _pairing(doc: _Doc, p: dict[str, Any], name: str, path: str) -> dict[str, Optional[Choice]]:
+    """A patch's ``torchvision``/``torchaudio``: a version for every build, null for none, or an
+    object keyed by build ("default", a variant, "*" for the rest) whose values are a version,
+    null, or {"version", "confidence", "note"}."""
+    key = _join(path, name)
+    conf = doc.confidence(p, f"{name}_confidence", path)
+    note = doc.string(p, f"{name}_note", path, required=False)
+    v = p[name]
+    if v is None:
+        return {"*": None}
+    if isinstance(v, str):
+        _check_version(doc, v, key)
+        return {"*": Choice(v, conf, note)}
+    v = doc.obj(v, key)
+    if not v:
+        raise doc.fail(key, "an empty object: write null when there is none")
+    out: dict[str, Optional[Choice]] = {}
+    for build, c in v.items():
+        bk = _join(key, build)
+        if build not in ("*", "default") and not VARIANT_RE.match(build):
+            raise doc.fail(bk, 'the key is "default", a variant (cu126) or "*"')
+        if c is None:
+            out[build] = None
+        elif isinstance(c, str):
+            _check_version(doc, c, bk)
+            out[build] = Choice(c, conf, note)
+        else:
+            c = doc.obj(c, bk, {"version", "confidence", "note"})
+            ver = doc.version(c, "version", bk)
+            assert ver is not None
+            out[build] = Choice(
+                ver,
+                doc.confidence(c, "confidence", bk) if "confidence" in c else conf,
+                doc.string(c, "note", bk, required=False) or note,
+            )
+    return out
+
+
+def _check_specifier(doc: _Doc, text: str, path: str) -> None:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        SpecifierSet(text)
+    except InvalidSpecifier:
+        raise doc.fail(path, f"{text!r} is not a version specifier (>=3.10,!=3.14.1)") from None
+
+
+def _companion_file(doc: _Doc, data: Any, name: str) -> dict[str, CompanionRelease]:
+    data = doc.obj(data, "", {"schema_version", "project", "source", "note", "releases"})
+    _schema(doc, data)
+    if data.get("project") != name:
+        raise doc.fail("project", f"expected {name!r}, got {data.get('project')!r}")
+    doc.source(data, "")
+    out: dict[str, CompanionRelease] = {}
+    for ver, r in doc.obj(doc.get(data, "releases", ""), "releases").items():
+        path = f"releases.{ver}"
+        _check_version(doc, ver, path)
+        r = doc.obj(
+            r,
+            path,
+            {"date", "requires_python", "requires_torch", "yanked", "platforms", "source"},
+        )
+        specs: dict[str, Optional[str]] = {}
+        for k in ("requires_python", "requires_torch"):
+            spec = doc.string(r, k, path, required=False, nullable=True)
+            if spec is not None:
+                _check_specifier(doc, spec, _join(path, k))
+            specs[k] = spec
+        plats: dict[str, Wheels] = {}
+        for pname, w in doc.obj(doc.get(r, "platforms", path), f"{path}.platforms").items():
+            pp = f"{path}.platforms.{pname}"
+            if pname not in PLATFORMS:
+                raise doc.fail(pp, f"unknown platform (one of {', '.join(PLATFORMS)})")
+            w = doc.obj(w, pp, {"python", "min_macos", "min_macos_for"})
+            pys = doc.strings(w, "python", pp, WHEEL_PYTHON_RE)
+            if pname.startswith("macos") and "min_macos" not in w:
+                raise doc.fail(_join(pp, "min_macos"), "missing (macOS wheels carry a minimum)")
+            plats[pname] = Wheels(
+                python=pys,
+                min_macos=doc.version(w, "min_macos", pp, required=False),
+                min_macos_for=_min_macos_for(doc, w, pp, pys, WHEEL_PYTHON_RE),
+            )
+        y = r.get("yanked")
+        out[ver] = CompanionRelease(
+            project=name,
+            version=ver,
+            date=doc.string(r, "date", path, required=False),
+            requires_python=specs["requires_python"],
+            requires_torch=specs["requires_torch"],
+            platforms=plats,
+            yanked=y if isinstance(y, str) else None,
+            source=doc.source(r, path, required=False),
+        )
+    return out
+
+
 def _min_macos_for(
-    doc: _Doc, info: dict[str, Any], path: str, pythons: tuple[str, ...]
+    doc: _Doc,
+    info: dict[str, Any],
+    path: str,
+    pythons: tuple[str, ...],
+    pattern: re.Pattern[str] = PYTHON_RE,
 ) -> dict[str, str]:
     """{Python: minimum macOS} where a Python's wheels need a newer macOS than the platform's."""
     p = _join(path, "min_macos_for")
     mm = doc.obj(info.get("min_macos_for", {}), p)
     out: dict[str, str] = {}
     for k in mm:
-        if not PYTHON_RE.match(k):
+        if not pattern.match(k):
             raise doc.fail(_join(p, k), f"{k!r} does not look like {_example(PYTHON_RE)}")
         if k not in pythons:
             raise doc.fail(_join(p, k), f"Python {k} is not in {_join(path, 'python')}")
@@ -572,6 +754,55 @@ def _cuda(
     return floors, toolkit
 
 
+def newer_than_table(table: Table, versions: Iterable[str]) -> Optional[str]:
+    """The line naming a final torch 2.x release an index has and the table does not cover
+    (newer than its newest), for whoever talks to an index anyway (plan --online, install)."""
+    newest = Version(table.newest)
+    found: Optional[Version] = None
+    for v in versions:
+        try:
+            x = Version(v)
+        except InvalidVersion:
+            continue
+        if x.is_prerelease or x.is_devrelease or x.major != 2:
+            continue
+        x = Version(x.public)
+        if x > newest and (found is None or x > found):
+            found = x
+    if found is None:
+        return None
+    return (
+        f"torch {found} is on the index but not in this table (collected "
+        f"{table.collected or 'unknown'}): upgrade envsetup"
+    )
+
+
+def dump_json(data: Any) -> str:
+    """The table's JSON style: two-space indents, one key per line, a list of scalars on one
+    line where it fits in 100 columns (so that a diff of a refreshed file reads line by line)."""
+
+    def dump(v: Any, ind: int, used: int) -> str:
+        sp = "  " * ind
+        if isinstance(v, dict):
+            if not v:
+                return "{}"
+            items = []
+            for k, x in v.items():
+                key = json.dumps(k, ensure_ascii=False)
+                items.append(f"{sp}  {key}: {dump(x, ind + 1, len(sp) + 4 + len(key))}")
+            return "{\n" + ",\n".join(items) + "\n" + sp + "}"
+        if isinstance(v, list):
+            if all(not isinstance(x, (dict, list)) for x in v):
+                one = "[" + ", ".join(json.dumps(x, ensure_ascii=False) for x in v) + "]"
+                if used + len(one) + 1 <= 100:
+                    return one
+            items = [f"{sp}  {dump(x, ind + 1, len(sp) + 2)}" for x in v]
+            return "[\n" + ",\n".join(items) + "\n" + sp + "]"
+        return json.dumps(v, ensure_ascii=False)
+
+    return dump(data, 0, 0) + "\n"
+
+
 Root = Union[Path, _Resource]
 
 
@@ -615,7 +846,7 @@ def _load(root: Root) -> Table:
     index = idx.obj(
         _parse_json(idx, _read(root, "index.json")),
         "",
-        {"schema_version", "collected", "releases", "cuda", "sources"},
+        {"schema_version", "collected", "releases", "cuda", "sources", "companions"},
     )
     _schema(idx, index)
     src_name = idx.string(index, "sources", "")
@@ -636,6 +867,14 @@ def _load(root: Root) -> Table:
     cd = _Doc(cuda_name, sources)
     floors, toolkit = _cuda(cd, _parse_json(cd, _read(root, cuda_name)))
 
+    companions: dict[str, dict[str, CompanionRelease]] = {}
+    cfiles = idx.obj(idx.get(index, "companions", ""), "companions", set(COMPANIONS))
+    for name in COMPANIONS:
+        cname = idx.string(cfiles, name, "companions")
+        assert cname is not None
+        cdoc = _Doc(cname, sources)
+        companions[name] = _companion_file(cdoc, _parse_json(cdoc, _read(root, cname)), name)
+
     releases: list[Release] = []
     seen: dict[str, str] = {}
     for f in files:
@@ -652,6 +891,14 @@ def _load(root: Root) -> Table:
                         f"variants.{vname}.cuda",
                         f"CUDA {b.cuda.split('.')[0]}.x has no driver floor in compat/{cuda_name}",
                     )
+        for p in rel.patches:
+            for name in COMPANIONS:
+                for build, c in p.companions[name].items():
+                    if c is not None and c.version not in companions[name]:
+                        raise doc.fail(
+                            f"patches.{p.version}.{name}" + ("" if build == "*" else f".{build}"),
+                            f"{name} {c.version} is not in compat/{cfiles[name]}",
+                        )
         releases.append(rel)
     releases.sort(key=lambda r: Version(r.minor))
     return Table(
@@ -661,4 +908,5 @@ def _load(root: Root) -> Table:
         sources={str(k): str(v) for k, v in sources.items()},
         collected=idx.string(index, "collected", "", required=False),
         location=str(root),
+        companions=companions,
     )

@@ -16,6 +16,7 @@ reached answers within the connect timeout (a few seconds), with no retries.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -230,6 +231,18 @@ def _file_from_name(name: str, url: str, **extra: Any) -> Optional[File]:
     return None
 
 
+def _directory_page(path: Path) -> bytes:
+    """A PEP 503 page for a mirror directory without index.html: the distribution files in it
+    (what a flat local mirror of one project holds); empty when it has none."""
+    import html
+
+    names = sorted(p.name for p in path.iterdir() if _file_from_name(p.name, p.name) is not None)
+    if not names:
+        return b""
+    links = "".join(f'<a href="{html.escape(quote(n))}">{html.escape(n)}</a><br/>\n' for n in names)
+    return f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
+
+
 class _FileAdapter:
     """A requests transport adapter for ``file://`` URLs of a local index mirror.
 
@@ -244,10 +257,13 @@ class _FileAdapter:
         resp.url = request.url
         resp.request = request
         path = Path(url2pathname(unquote(urlsplit(request.url).path)))
+        listing: Optional[bytes] = None
         if path.is_dir():
+            if not (path / "index.html").is_file():
+                listing = _directory_page(path)
             path = path / "index.html"
         try:
-            data = path.read_bytes()
+            data = listing if listing is not None else path.read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             resp.status_code, data = 404, b"not found\n"
         except OSError as exc:
@@ -255,6 +271,8 @@ class _FileAdapter:
         else:
             resp.status_code = 200
         ctype = "text/html" if path.suffix in (".html", ".htm") else "application/octet-stream"
+        if listing is not None:
+            resp.status_code = 200 if listing else 404
         if resp.status_code != 200:
             ctype = "text/plain"
         resp.headers["Content-Type"] = ctype
@@ -389,8 +407,50 @@ class Index:
         :class:`NotListed` (listed, but not that) or :class:`IndexUnreachable`."""
         return _require(self, project, version, python, platform)
 
-    def metadata(self, f: File) -> Optional[str]:
-        """The file's core metadata (PEP 658), or None where the index does not serve it."""
+    def metadata(self, f: File, *, from_wheel: bool = False) -> Optional[str]:
+        """The file's core metadata (PEP 658), or None where the index does not serve it.
+
+        ``from_wheel``: where the index serves no PEP 658 file, read ``METADATA`` out of the
+        wheel itself with HTTP range requests (the zip directory and that one member, a few
+        hundred KB of a wheel of any size); None where the file host does not answer ranges.
+        """
+        text = self._pep658(f)
+        if text is None and from_wheel and f.kind == "wheel":
+            found = self.wheel_members(f, [".dist-info/METADATA"])
+            text = next(iter(found.values()), None)
+        return text
+
+    def wheel_members(self, f: File, suffixes: Iterable[str]) -> dict[str, str]:
+        """The text of the wheel's members whose names end with one of ``suffixes`` (matched at
+        the same depth, so ``.dist-info/METADATA`` is the top-level dist-info's), read with
+        HTTP range requests; {} where the host does not serve ranges or the file is no zip."""
+        import zipfile
+
+        import requests
+
+        if urlsplit(f.url).scheme not in ("http", "https"):
+            return {}
+        client = self._get_client()
+        wanted = list(suffixes)
+        try:
+            raw = _RangeFile(client.s, f.url, f.size, self.timeout)
+            with zipfile.ZipFile(io.BufferedReader(raw, buffer_size=256 * 1024)) as zf:
+                out = {}
+                for name in zf.namelist():
+                    for want in wanted:
+                        if name.endswith(want) and name.count("/") == want.count("/"):
+                            out[name] = zf.read(name).decode("utf-8", "replace")
+                return out
+        except _NoRanges:
+            return {}
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return {}
+        except requests.exceptions.HTTPError:
+            return {}  # the file host refused this file or the method: no metadata from it
+        except requests.exceptions.RequestException as exc:
+            raise IndexUnreachable(self.display, _reason(exc)) from None
+
+    def _pep658(self, f: File) -> Optional[str]:
         import requests
         from pypi_simple import DistributionPackage, NoMetadataError
 
@@ -413,6 +473,64 @@ class Index:
         except requests.exceptions.RequestException as exc:
             raise IndexUnreachable(self.display, _reason(exc)) from None
         return text
+
+
+class _NoRanges(Exception):
+    """The file host answered a range request with the whole file (or not at all)."""
+
+
+class _RangeFile(io.RawIOBase):
+    """A seekable read-only view of a remote file, one HTTP range request per read."""
+
+    def __init__(
+        self,
+        session: Any,
+        url: str,
+        size: Optional[int],
+        timeout: Union[float, tuple[float, float]],
+    ):
+        super().__init__()
+        self.session, self.url, self.timeout = session, url, timeout
+        self.pos = 0
+        if size is None:
+            r = session.head(url, timeout=timeout, allow_redirects=True)
+            r.raise_for_status()
+            size = int(r.headers.get("Content-Length", "0")) or None
+            if size is None:
+                raise _NoRanges(url)
+        self.size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self.size - self.pos)
+        if n <= 0:
+            return 0
+        rng = f"bytes={self.pos}-{self.pos + n - 1}"
+        r = self.session.get(self.url, headers={"Range": rng}, timeout=self.timeout, stream=True)
+        try:
+            if r.status_code != 206:  # a 200 would be the whole file: never read it
+                if r.status_code >= 400:
+                    r.raise_for_status()
+                raise _NoRanges(self.url)
+            data = r.raw.read(n, decode_content=True)
+        finally:
+            r.close()
+        buf[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
 
 
 class Wheelhouse:

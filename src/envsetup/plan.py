@@ -43,6 +43,20 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """Refused candidates that share one reason: "32 CUDA builds: no NVIDIA GPU with a driver"."""
+
+    reason: str
+    count: int
+    kind: str  # "CUDA" | "ROCm" | "CPU" | "MPS" | "" (builds of several kinds)
+    torch: str  # the torch versions concerned, "2.9.0 - 2.15.0" or "2.4.1"
+
+    def __str__(self) -> str:
+        what = f"{self.kind} build" if self.kind else "build"
+        return f"{self.count} {what}{'s' if self.count != 1 else ''} of torch {self.torch}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Plan:
     torch: str  # "2.4.1"
     variant: str  # "cu121" | "cpu" | "rocm6.1" | "default"
@@ -50,7 +64,7 @@ class Plan:
     index_url: Optional[str]  # full index, e.g. https://download.pytorch.org/whl/cu121;
     #                           None: the installer's default package index
     platform: str  # linux_x86_64 | linux_aarch64 | windows_x86_64 | macos_arm64 | macos_x86_64
-    python: str  # "3.11"
+    python: str  # "3.11", "3.13t": the wheel tag the build needs
     local_version: Optional[str] = None  # what torch.__version__ will say, "2.4.1+cu121"
     cuda: Optional[str] = None  # torch.version.cuda of the build, "12.1"; None for CPU/ROCm/MPS
     rocm: Optional[str] = None
@@ -59,6 +73,8 @@ class Plan:
     why: tuple[str, ...] = ()  # the reasons for this pick, in words
     candidates: tuple[Candidate, ...] = ()
     warnings: tuple[str, ...] = ()
+    python_version: Optional[str] = None  # the machine's full version, "3.14.1"
+    refused: tuple[Refused, ...] = ()  # the refused candidates, grouped by reason
     schema_version: int = PLAN_SCHEMA_VERSION
 
     def requirements(self) -> list[str]:
@@ -82,17 +98,10 @@ class Plan:
 def read_plan_file(path: str, flag: str) -> Plan:
     """A plan from a file: ``plan --json`` output, ``install --json`` output, or a bare Plan.
     Anything else is the user's error, named with the flag that gave the path."""
+    from envsetup import jsonfile
     from envsetup.errors import UsageError
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{flag} {path}: not a text file (not UTF-8)") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{flag} {path}: not JSON (line {exc.lineno}: {exc.msg})") from None
+    data = jsonfile.read(path, flag, max_bytes=4 << 20, hint="make one with envsetup plan --json")
     if isinstance(data, dict) and isinstance(data.get("plan"), dict):
         data = data["plan"]  # `plan --json` and `install --json` wrap it
     try:

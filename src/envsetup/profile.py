@@ -53,6 +53,8 @@ class Python:
     uv_path: Optional[str] = None
     conda_version: Optional[str] = None  # conda reachable (CONDA_EXE or PATH)
     conda_path: Optional[str] = None
+    pythonpath: tuple[str, ...] = ()  # PYTHONPATH's entries in the user's environment
+    pythonpath_shadows: dict[str, str] = field(default_factory=dict)  # module -> file it loads
     unknown: dict[str, str] = field(default_factory=dict)
 
 
@@ -202,6 +204,20 @@ class Toolchain:
 
 
 @dataclass(frozen=True)
+class GuardRecord:
+    """The torch build envsetup installed and guards in the target environment
+    (``<prefix>/envsetup-guard.json``, see envsetup.guard)."""
+
+    path: str
+    packages: dict[str, str] = field(default_factory=dict)  # name -> exact version installed
+    variant: Optional[str] = None
+    index: Optional[str] = None
+    builds: tuple[str, ...] = ()  # packages built from source against that torch
+    active: Optional[bool] = None  # pip's site configuration still names the constraints
+    unknown: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Profile:
     schema_version: int = SCHEMA_VERSION
     envsetup_version: Optional[str] = None
@@ -213,6 +229,7 @@ class Profile:
     cuda: Cuda = field(default_factory=Cuda)
     torch: Torch = field(default_factory=Torch)
     toolchain: Toolchain = field(default_factory=Toolchain)
+    guard: Optional[GuardRecord] = None  # envsetup's record of the installed build, if any
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = to_dict(self)
@@ -245,6 +262,7 @@ def to_dict(obj: Any) -> Any:
 
 
 T = TypeVar("T")
+MAX_ITEMS = 4096  # entries in one list of a profile or plan (GPUs, packages, candidates)
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
@@ -283,6 +301,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if origin is tuple:
         if not isinstance(value, list):
             raise ValueError(f"{path}: expected a list")
+        if len(value) > MAX_ITEMS:
+            raise ValueError(
+                f"{path}: {len(value)} entries, more than any machine has (at most {MAX_ITEMS})"
+            )
         return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):

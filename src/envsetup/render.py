@@ -26,6 +26,22 @@ def _unknown(section: Any) -> list[str]:
     return [f"unknown {k}: {v}" for k, v in sorted(getattr(section, "unknown", {}).items())]
 
 
+NVML_WORDS = {
+    "library_not_found": "no NVIDIA driver is installed (no libnvidia-ml to load)",
+    "driver_not_loaded": "an NVIDIA driver is installed but not loaded (no kernel module)",
+    "lib_rm_version_mismatch": "the NVIDIA kernel module and driver libraries differ "
+    "(a driver upgrade without a reboot)",
+    "no_permission": "not permitted to open the NVIDIA devices (/dev/nvidia*)",
+    "function_not_found": "the NVIDIA driver is too old for a function envsetup asks for",
+    "unknown": "the NVIDIA driver did not answer (doctor --json has NVML's own words)",
+}
+
+
+def nvml_words(kind: str) -> str:
+    """What an NVML failure means, in words; the raw text stays in ``--json``."""
+    return NVML_WORDS.get(kind, NVML_WORDS["unknown"])
+
+
 def summary_rows(p: Profile) -> list[tuple[str, list[str]]]:
     s, py, cpu, nv, cu, t, tc, o = (
         p.system, p.python, p.cpu, p.nvidia, p.cuda, p.torch, p.toolchain, p.other,
@@ -65,7 +81,7 @@ def summary_rows(p: Profile) -> list[tuple[str, list[str]]]:
             nv.source and f"via {nv.source}",
         ))  # fmt: skip
     elif nv.nvml_error:
-        nv_lines.append(f"no driver answered: NVML {nv.nvml_error.kind} ({nv.nvml_error.message})")
+        nv_lines.append(nvml_words(nv.nvml_error.kind))
     else:
         nv_lines.append("no NVIDIA driver")
     if nv.pci_devices and not nv.gpus:
@@ -157,13 +173,18 @@ def summary_rows(p: Profile) -> list[tuple[str, list[str]]]:
 
 
 def verdict(findings: list[Finding]) -> str:
+    """One line: the errors and warnings, and never "no problems" while torch is missing."""
     errors = sum(f.severity == "error" for f in findings)
     warnings = sum(f.severity == "warning" for f in findings)
-    if errors:
-        return f"{errors} error(s), {warnings} warning(s)"
-    if warnings:
-        return f"no errors, {warnings} warning(s)"
-    return "no problems found"
+    counts = (
+        f"{errors} error(s), {warnings} warning(s)"
+        if errors
+        else (f"no errors, {warnings} warning(s)" if warnings else "no problems found")
+    )
+    if any(f.code == "torch-not-installed" for f in findings):
+        head = counts if errors or warnings else "no errors"
+        return f"{head}; torch is not installed yet (envsetup install sets it up)"
+    return counts
 
 
 def to_json(profile: Profile, findings: list[Finding]) -> str:

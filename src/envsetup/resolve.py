@@ -17,9 +17,10 @@ from typing import Optional
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from envsetup.compat import VARIANT_RE, Build, Patch, Release, Table
+from envsetup.compat import COMPANIONS, VARIANT_RE, Build, Patch, Release, Table
 from envsetup.errors import NoBuildError, UsageError
-from envsetup.plan import PYTORCH_INDEX, Candidate, Pin, Plan, Request
+from envsetup.gpu_arch import how_it_runs, ptx_target, sm
+from envsetup.plan import PYTORCH_INDEX, Candidate, Pin, Plan, Refused, Request
 from envsetup.profile import Gpu, Profile
 
 ENV_INDEX = "ENVSETUP_TORCH_INDEX"
@@ -59,28 +60,50 @@ def python_tag(profile: Profile) -> str:
     return f"{m.group(1)}.{m.group(2)}" + ("t" if profile.python.free_threaded else "")
 
 
+def python_full(profile: Profile) -> str:
+    """The interpreter's full release, '3.14.1' (what Requires-Python is checked against);
+    '3.14' when the profile gives no patch level."""
+    m = re.match(r"^(\d+\.\d+(?:\.\d+)?)", profile.python.version.strip())
+    if not m:
+        python_tag(profile)  # the one error message for a version that is none
+    assert m is not None
+    return m.group(1)
+
+
 def parse_spec(spec: Optional[str]) -> Optional[SpecifierSet]:
-    """'2.4' -> ==2.4.*, '2.4.1' -> ==2.4.1, '>=2.3,<2.6' as written, None/'latest' -> any."""
-    if spec is None or spec.strip().lower() in ("", "latest", "newest", "*"):
+    """'2.4' -> ==2.4.*, '2.4.1' -> ==2.4.1, '>=2.3,<2.6' as written, None/'latest' -> any.
+
+    Each comma-separated part may be a bare version ('2.13.0,!=2.13.0' is ==2.13.0,!=2.13.0: a
+    valid spec that matches nothing, which the resolver answers with "no build fits"). An empty
+    spec is a usage error: ``--torch ''`` is not "latest".
+    """
+    if spec is None:
         return None
     s = spec.strip()
+    hint = "use e.g. 2.4, 2.4.1, '>=2.3,<2.6' or latest"
+    if not s:
+        raise UsageError(f"empty torch version spec {spec!r}: {hint}")
+    if s.lower() in ("latest", "newest", "*"):
+        return None
     if "+" in s:
         raise UsageError(
             f"unknown torch version spec {spec!r}: give the public version (2.4.1) and the build "
             "with --variant (cu121)"
         )
-    if re.match(r"^\d+\.\d+$", s):
-        return SpecifierSet(f"=={s}.*")
-    if re.match(r"^\d+\.\d+\.\d+$", s):
-        return SpecifierSet(f"=={s}")
+    parts = []
+    for part in s.split(","):
+        x = part.strip()
+        if re.match(r"^\d+\.\d+$", x):
+            x = f"=={x}.*"
+        elif re.match(r"^\d+\.\d+\.\d+$", x):
+            x = f"=={x}"
+        parts.append(x)
     try:
-        ss = SpecifierSet(s)
+        ss = SpecifierSet(",".join(parts))
     except InvalidSpecifier:
         ss = None
-    if ss is None or not s or not any(ss):
-        raise UsageError(
-            f"unknown torch version spec {spec!r}: use e.g. 2.4, 2.4.1, '>=2.3,<2.6' or latest"
-        )
+    if ss is None or not any(ss) or not all(parts):
+        raise UsageError(f"unknown torch version spec {spec!r}: {hint}")
     return ss
 
 
@@ -142,53 +165,6 @@ def index_base_from(flag: Optional[str], environ: Optional[Mapping[str, str]] = 
 # --------------------------------------------------------------------------- checks
 
 
-def _cc(s: Optional[str]) -> Optional[tuple[int, int]]:
-    if not s:
-        return None
-    m = re.match(r"^(?:sm_)?(\d+)\.?(\d)?$", s.strip())
-    if not m:
-        return None
-    if "." in s:
-        a, b = s.split(".", 1)
-        return int(a), int(b)
-    n = m.group(1)  # "86" -> (8, 6), "120" -> (12, 0)
-    return int(n[:-1]), int(n[-1])
-
-
-def sm(cc: str) -> str:
-    c = _cc(cc)
-    return f"sm_{c[0]}{c[1]}" if c else cc
-
-
-def has_kernels(arch: tuple[str, ...], cc: str) -> bool:
-    """Whether a build with these targets runs on compute capability ``cc``.
-
-    Targets are the table's "8.6" or torch.cuda.get_arch_list()'s "sm_86", "compute_90",
-    "sm_90a". Binary compatibility: SASS for major.m runs on major.n with m <= n; PTX
-    (compute_XY) is JIT-compiled for any GPU of capability >= X.Y; arch-specific SASS
-    (sm_90a) runs on exactly that capability.
-    """
-    g = _cc(cc)
-    if g is None:
-        return False
-    for a in arch:
-        m = re.fullmatch(r"compute_(\d+)", a)
-        if m:
-            p = _cc(m.group(1))
-            if p and p <= g:
-                return True
-            continue
-        m = re.fullmatch(r"sm_(\d+)a", a)
-        if m:
-            if _cc(m.group(1)) == g:
-                return True
-            continue
-        b = _cc(a)
-        if b and b[0] == g[0] and b[1] <= g[1]:
-            return True
-    return False
-
-
 def _ver(v: Optional[str]) -> Optional[Version]:
     if not v:
         return None
@@ -198,15 +174,28 @@ def _ver(v: Optional[str]) -> Optional[Version]:
         return None
 
 
+def _spec(text: Optional[str]) -> Optional[SpecifierSet]:
+    if not text:
+        return None
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        return None
+
+
 @dataclass
 class _Verdict:
     patch: Patch
     release: Release
     build: Build
     reasons: list[str] = field(default_factory=list)  # why refused (empty: accepted)
+    groups: list[str] = field(default_factory=list)  # the same reasons, in words shared by many
     fixes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # why accepted, in words
     warnings: list[str] = field(default_factory=list)
+    medium: list[str] = field(default_factory=list)  # the facts below high confidence it rests on
+    companions: dict[str, str] = field(default_factory=dict)  # name -> version picked
+    companion_only: bool = True  # every refusal is about a companion
     toolkit_met: bool = True
     soft: bool = False  # refused only for being the wrong kind of build for this machine
     cpu_fallback: bool = False  # a CUDA package-index build taken on a machine without a GPU
@@ -219,8 +208,13 @@ class _Verdict:
     def name(self) -> str:
         return self.build.variant
 
-    def refuse(self, reason: str, fix: Optional[str] = None) -> None:
+    def refuse(
+        self, reason: str, fix: Optional[str] = None, *, group: str = "", companion: bool = False
+    ) -> None:
         self.reasons.append(reason)
+        self.groups.append(group or reason)
+        if not companion:
+            self.companion_only = False
         if fix:
             self.fixes.append(fix)
 
@@ -228,7 +222,8 @@ class _Verdict:
 @dataclass(frozen=True)
 class _Machine:
     platform: str
-    python: str
+    python: str  # "3.13t"
+    python_full: str  # "3.13.2" (or "3.13" when the profile gives no patch level)
     driver_family: str  # linux | windows (Windows and WSL: the Windows driver)
     driver: Optional[str]
     gpus: tuple[Gpu, ...]
@@ -240,6 +235,19 @@ class _Machine:
     @property
     def nvidia(self) -> bool:
         return bool(self.gpus) and self.driver is not None
+
+    @property
+    def exact_python(self) -> bool:
+        return self.python_full.count(".") == 2
+
+
+_WORDS = {
+    "linux_x86_64": "Linux x86_64",
+    "linux_aarch64": "Linux aarch64",
+    "windows_x86_64": "Windows x86_64",
+    "macos_arm64": "macOS arm64",
+    "macos_x86_64": "macOS x86_64",
+}
 
 
 def _machine(profile: Profile) -> _Machine:
@@ -258,6 +266,7 @@ def _machine(profile: Profile) -> _Machine:
     return _Machine(
         platform=plat,
         python=python_tag(profile),
+        python_full=python_full(profile),
         driver_family=family,
         driver=driver,
         gpus=gpus if driver is not None else (),
@@ -295,7 +304,17 @@ def _interpreter_check(profile: Profile, m: _Machine, table: Table) -> None:
 def _python_hint(table: Table, m: _Machine) -> str:
     have = [p.v for p, r in table.patches() if m.python in r.python_for(p.version, m.platform)]
     if not have:
-        return f"use a Python with torch wheels on {m.platform} (Python {m.python} has none)"
+        pys = {py for p, r in table.patches() for py in r.python_for(p.version, m.platform)}
+        plain = sorted((p for p in pys if not p.endswith("t")), key=lambda t: int(t[2:]))
+        newest = max(
+            (p.v for p, r in table.patches() if r.python_for(p.version, m.platform)), default=None
+        )
+        if not plain or newest is None:
+            return f"use a Python with torch wheels on {m.platform}"
+        return (
+            f"use Python {plain[0]}-{plain[-1]}: torch's wheels for {m.platform} cover those "
+            f"(up to torch {newest}); Python {m.python} has none"
+        )
     lo, hi = min(have), max(have)
     if lo == Version(table.oldest):
         return f"Python {m.python} needs torch <= {hi}"
@@ -313,6 +332,7 @@ def _driver_check(v: _Verdict, m: _Machine, table: Table, explicit: bool) -> Non
         v.refuse(
             f"no minimum {m.driver_family} driver is known for CUDA {b.cuda}",
             f"pick a variant other than {label}",
+            group=f"no minimum driver known for CUDA {b.cuda}",
         )
         return
     need, conf = floor
@@ -320,9 +340,8 @@ def _driver_check(v: _Verdict, m: _Machine, table: Table, explicit: bool) -> Non
     if m.driver is None:
         if explicit:
             v.warnings.append(
-                f"no NVIDIA driver known for this machine: {label} needs a "
-                f"{m.driver_family} driver "
-                f">= {need}"
+                f"no NVIDIA driver known for this machine: {label} needs a {m.driver_family} "
+                f"driver >= {need}"
             )
         return
     have = Version(m.driver)
@@ -332,6 +351,7 @@ def _driver_check(v: _Verdict, m: _Machine, table: Table, explicit: bool) -> Non
             f"driver {m.driver} is older than {need}, the minimum for CUDA {major}.x builds",
             f"upgrade the driver to >= {need} for CUDA {major}.x builds (torch "
             f"{v.patch.version} {label})",
+            group=f"driver {m.driver} is older than {need}, the minimum for CUDA {major}.x",
         )
         return
     v.notes.append(f"driver {m.driver} >= {need} (CUDA {major}.x minor-version compatibility)")
@@ -355,11 +375,18 @@ def _driver_check(v: _Verdict, m: _Machine, table: Table, explicit: bool) -> Non
             )
 
 
+def _targets(b: Build) -> tuple[str, ...]:
+    return (*(b.arch or ()), *((ptx_target(b.ptx),) if b.ptx else ()))
+
+
 def _arch_check(v: _Verdict, m: _Machine) -> None:
     b = v.build
     label = b.same_as
     if b.arch is None:
-        v.refuse(f"the compiled GPU architectures of {label} on {m.platform} are not known")
+        v.refuse(
+            f"the compiled GPU architectures of {label} on {m.platform} are not known",
+            group="their compiled GPU architectures are not known",
+        )
         return
     shown = ", ".join(sm(a) for a in b.arch)
     for g in m.gpus:
@@ -368,17 +395,98 @@ def _arch_check(v: _Verdict, m: _Machine) -> None:
             v.warnings.append(f"{name}: compute capability unknown, kernels not checked")
             continue
         cc = g.compute_capability
-        if has_kernels(b.arch, cc):
+        how = how_it_runs(_targets(b), cc)
+        if how == "sass":
             v.notes.append(f"{name}, {sm(cc)}: kernels in {label} ({shown})")
-            continue
-        pg, px = _cc(cc), _cc(b.ptx)
-        if px is not None and pg is not None and px <= pg:
+        elif how == "ptx":
             v.warnings.append(
                 f"{name}, {sm(cc)}: no kernels in {label}, only PTX for {sm(b.ptx or '')}; it runs "
                 "through JIT compilation (slow first start, not what the release intends)"
             )
+        else:
+            v.refuse(
+                f"{name}, {sm(cc)}: no kernels in {label} ({shown})",
+                f"arch:{cc}",
+                group=f"no kernels for {name}, {sm(cc)}",
+            )
+
+
+def _companion_check(v: _Verdict, m: _Machine, req: Request, table: Table) -> None:
+    """torchvision/torchaudio judged on their own wheels: the machine's full Python version,
+    its ABI, the platform and the minimum macOS."""
+    label = f"torch {v.patch.version} {v.build.same_as}"
+    for name, wanted in zip(COMPANIONS, (req.vision, req.audio)):
+        if not wanted:
             continue
-        v.refuse(f"{name}, {sm(cc)}: no kernels in {label} ({shown})", f"arch:{cc}")
+        drop = f"plan without {name} (--no-{'vision' if name == 'torchvision' else 'audio'})"
+        choice = v.patch.companion(name, v.build.variant)
+        if choice is None:
+            v.refuse(
+                f"no {name} release goes with {label}",
+                drop,
+                group=f"no {name} release goes with them",
+                companion=True,
+            )
+            continue
+        rel = table.companion(name, choice.version)
+        if rel is None:  # the loader guarantees it; a table built in code may not
+            v.refuse(f"{name} {choice.version} is not in the table", drop, companion=True)
+            continue
+        what = f"{name} {choice.version}"
+        wheels = rel.platforms.get(m.platform)
+        if rel.yanked is not None:
+            v.refuse(f"{what} is yanked ({rel.yanked})", drop, group=f"{what} is yanked")
+        if wheels is None:
+            v.refuse(
+                f"{what} has no wheels for {_WORDS[m.platform]}",
+                drop,
+                group=f"{name} has no wheels for {_WORDS[m.platform]}",
+                companion=True,
+            )
+            continue
+        if m.python not in wheels.python and "py3" not in wheels.python:
+            v.refuse(
+                f"{what} has no wheel for Python {m.python} on {_WORDS[m.platform]} (published: "
+                f"{', '.join(wheels.python)})",
+                drop,
+                group=f"{name} has no wheel for Python {m.python}",
+                companion=True,
+            )
+            continue
+        spec = _spec(rel.requires_python)
+        if spec is not None and not spec.contains(m.python_full, prereleases=True):
+            v.fixes.append(drop)
+            v.refuse(
+                f"{what} requires Python {spec}, and this is {m.python_full}",
+                f"python:{name}",
+                group=f"{name} excludes Python {m.python_full} (Requires-Python {spec})",
+                companion=True,
+            )
+            continue
+        if spec is not None and not m.exact_python:
+            excluded = [
+                f"{m.python_full}.{n}"
+                for n in range(40)
+                if not spec.contains(f"{m.python_full}.{n}", prereleases=True)
+            ]
+            if excluded:
+                v.warnings.append(
+                    f"{what} excludes Python {', '.join(excluded)} (Requires-Python {spec}); the "
+                    f"profile gives Python {m.python_full} without its patch level"
+                )
+        need = wheels.macos_for(m.python) or wheels.macos_for("py3")
+        mac = _ver(m.macos) if m.platform.startswith("macos") else None
+        if need and mac is not None and mac < Version(need):
+            v.refuse(
+                f"{what} needs macOS >= {need} for Python {m.python} (this machine: {m.macos})",
+                f"upgrade macOS to >= {need} ({what})",
+                group=f"{name} needs a newer macOS than {m.macos}",
+                companion=True,
+            )
+            continue
+        v.companions[name] = choice.version
+        if choice.confidence != "high":
+            v.medium.append(f"{what} with {v.build.same_as}")
 
 
 def _judge(
@@ -386,11 +494,22 @@ def _judge(
 ) -> _Verdict:
     v = _Verdict(patch, rel, b)
     pys = rel.python_for(patch.version, m.platform)
+    if patch.yanked is not None:
+        v.refuse(f"torch {patch.version} is yanked ({patch.yanked})", group="yanked")
     if m.python not in pys:
         shown = ", ".join(pys) or "none"
         v.refuse(
             f"no wheel for Python {m.python} on {m.platform} (published: {shown})",
             _python_hint(table, m),
+            group=f"no wheels for Python {m.python}",
+        )
+    spec = _spec(patch.requires_python)
+    if spec is not None and m.python in pys and not spec.contains(m.python_full, True):
+        v.refuse(
+            f"torch {patch.version} requires Python {patch.requires_python}, and this is "
+            f"{m.python_full}",
+            "use another Python patch release",
+            group=f"torch excludes Python {m.python_full}",
         )
     info = rel.platforms[m.platform]
     if m.platform.startswith("macos"):
@@ -399,28 +518,18 @@ def _judge(
             v.refuse(
                 f"needs macOS >= {need} (this machine: {m.macos})",
                 f"upgrade macOS to >= {need} for torch {patch.version}",
+                group=f"need a newer macOS than {m.macos}",
             )
         elif need and not m.macos:
             v.warnings.append(f"macOS version unknown; these wheels need macOS >= {need}")
-    if req.vision and not patch.torchvision:
-        v.refuse(f"no torchvision release for torch {patch.version}", "drop torchvision")
-    if req.audio and not patch.torchaudio:
-        v.refuse(
-            f"no torchaudio release for torch {patch.version} (torchaudio's last release is "
-            "2.11.0)",
-            "drop torchaudio or ask for torch <= 2.11",
-        )
-    if req.vision and patch.torchvision_confidence != "high":
-        v.warnings.append(
-            f"torchvision {patch.torchvision} for torch {patch.version} is "
-            f"{patch.torchvision_confidence}"
-            + (f": {patch.torchvision_note}" if patch.torchvision_note else "")
-        )
 
     auto = variant == "auto"
     if b.kind == "cuda":
         if auto and not m.nvidia and b.variant != "default":
-            v.refuse(f"CUDA build ({b.same_as}); this machine has no NVIDIA GPU with a driver")
+            v.refuse(
+                f"CUDA build ({b.same_as}); this machine has no NVIDIA GPU with a driver",
+                group="no NVIDIA GPU with a driver",
+            )
             v.soft = True
         elif auto and not m.nvidia:
             v.cpu_fallback = True
@@ -434,22 +543,21 @@ def _judge(
                 _arch_check(v, m)
     elif b.kind == "rocm":
         if auto and not m.amd:
-            v.refuse("ROCm build; this machine has no AMD GPU")
+            v.refuse("ROCm build; this machine has no AMD GPU", group="no AMD GPU")
             v.soft = True
         else:
             v.notes.append(f"ROCm {b.rocm} build (GPU architectures are not checked for ROCm)")
     elif auto and m.nvidia:
         v.refuse(
-            f"{'CPU' if b.kind == 'cpu' else b.kind.upper()}-only build; this machine has "
-            "an NVIDIA "
-            "GPU (ask for --variant cpu to take it)"
+            f"{'CPU' if b.kind == 'cpu' else b.kind.upper()}-only build; this machine has an "
+            "NVIDIA GPU (ask for --variant cpu to take it)",
+            group="this machine has an NVIDIA GPU (--variant cpu takes one)",
         )
         v.soft = True
+    if not v.reasons or v.companion_only:
+        _companion_check(v, m, req, table)
     if b.confidence != "high":
-        v.warnings.append(
-            f"the table's facts for {b.same_as} in torch {rel.minor} are {b.confidence} confidence "
-            f"(sources: {', '.join(b.source)})"
-        )
+        v.medium.append(f"the {b.same_as} build of torch {rel.minor} ({', '.join(b.source)})")
     return v
 
 
@@ -467,33 +575,50 @@ def _rank(v: _Verdict) -> tuple[object, ...]:
     return (accel, v.patch.v, v.toolkit_met, gpu, named_first)
 
 
+def _kind_word(b: Build) -> str:
+    return {"cuda": "CUDA", "rocm": "ROCm", "cpu": "CPU", "mps": "MPS"}[b.kind]
+
+
+def _versions(vs: list[Version]) -> str:
+    lo, hi = min(vs), max(vs)
+    return str(lo) if lo == hi else f"{lo} - {hi}"
+
+
+def _group_refused(refused: list[_Verdict]) -> tuple[Refused, ...]:
+    """Refused candidates grouped by their first reason, the largest groups first."""
+    groups: dict[str, list[_Verdict]] = {}
+    for v in refused:
+        groups.setdefault(v.groups[0], []).append(v)
+    out = []
+    for reason, vs in groups.items():
+        kinds = {_kind_word(v.build) for v in vs}
+        out.append(
+            Refused(
+                reason=reason,
+                count=len(vs),
+                kind=kinds.pop() if len(kinds) == 1 else "",
+                torch=_versions([v.patch.v for v in vs]),
+            )
+        )
+    out.sort(key=lambda g: -g.count)
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- resolve
 
 
-def resolve(profile: Profile, request: Request, table: Table) -> Plan:
-    """The best build for ``profile`` that satisfies ``request``; NoBuildError when none fits."""
-    m = _machine(profile)
-    _interpreter_check(profile, m, table)
-    spec = parse_spec(request.torch)
-    variant = check_variant(request.variant)
-    base = request.index_base.rstrip("/")
-
-    patches = [
-        (p, r) for p, r in table.patches() if spec is None or spec.contains(p.v, prereleases=True)
-    ]
-    if not patches:
-        raise NoBuildError(
-            f"no torch release in the table matches {request.torch!r} (the table covers "
-            f"{table.oldest} - {table.newest}; `envsetup compat check` tells whether it is stale)"
-        )
-
+def _candidates(
+    m: _Machine, request: Request, variant: str, table: Table, spec: Optional[SpecifierSet]
+) -> tuple[list[_Verdict], list[str]]:
     verdicts: list[_Verdict] = []
     skipped: list[str] = []
-    for patch, rel in patches:
+    for patch, rel in table.patches():
+        if spec is not None and not spec.contains(patch.v, prereleases=True):
+            continue
         if m.platform not in rel.platforms:
             skipped.append(f"torch {patch.version}: no wheels for {m.platform}")
             continue
-        builds = rel.builds(m.platform)
+        builds = rel.builds(m.platform, patch.version)
         if variant == "auto":
             builds = [b for b in builds if b.kind != "rocm" or m.amd]
         elif variant == "default":
@@ -509,62 +634,54 @@ def resolve(profile: Profile, request: Request, table: Table) -> Plan:
         if not builds:
             if variant not in ("auto", "default") and not rel.variants_known:
                 skipped.append(
-                    f"torch {patch.version}: the table does not know its PyTorch-index variants "
-                    "(only the package-index build)"
+                    f"torch {patch.version}: its PyTorch-index builds are not in the table"
                 )
             else:
                 skipped.append(f"torch {patch.version}: no {variant} build for {m.platform}")
             continue
-        if variant == "auto" and not rel.variants_known:
-            skipped.append(
-                f"torch {patch.version}: only the package-index build is known to the table "
-                "(its PyTorch-index variants are not)"
-            )
         for b in builds:
             verdicts.append(_judge(patch, rel, b, m, request, variant, table))
+    return verdicts, skipped
 
+
+def resolve(profile: Profile, request: Request, table: Table) -> Plan:
+    """The best build for ``profile`` that satisfies ``request``; NoBuildError when none fits."""
+    m = _machine(profile)
+    _interpreter_check(profile, m, table)
+    spec = parse_spec(request.torch)
+    variant = check_variant(request.variant)
+    base = request.index_base.rstrip("/")
+
+    if spec is not None and not any(spec.contains(p.v, True) for p, _ in table.patches()):
+        raise NoBuildError(
+            f"no torch release in the table matches {request.torch!r} (the table covers "
+            f"{table.oldest} - {table.newest}; `envsetup compat refresh --check` tells whether "
+            "it is behind the index)"
+        )
+    verdicts, skipped = _candidates(m, request, variant, table, spec)
     accepted = sorted((v for v in verdicts if v.ok), key=_rank, reverse=True)
     refused = [v for v in verdicts if not v.ok]
     if not accepted:
-        raise NoBuildError(_refusal(m, request, variant, refused, skipped, table))
+        raise NoBuildError(_refusal(profile, m, request, variant, refused, skipped, table))
     best = accepted[0]
     b, patch = best.build, best.patch
 
     pins = [Pin("torch", patch.version)]
-    if request.vision and patch.torchvision:
-        pins.append(Pin("torchvision", patch.torchvision))
-    if request.audio and patch.torchaudio:
-        pins.append(Pin("torchaudio", patch.torchaudio))
+    for name in COMPANIONS:
+        if name in best.companions:
+            pins.append(Pin(name, best.companions[name]))
 
-    why = [
-        f"torch {patch.version} is the newest release matching "
-        f"{request.torch or 'latest'!s} with a valid "
-        f"{'GPU' if _accel(b) and not best.cpu_fallback else 'CPU'} build for {m.platform}, "
-        f"Python {m.python}",
-    ]
-    if b.variant == "default":
-        why.append(
-            f"the plain package-index build ({b.same_as}) from the installer's default index"
-        )
-    else:
-        why.append(f"variant {b.variant} from {base}/{b.variant}")
-    if b.kind == "cuda" and len(accepted) > 1:
-        others = sorted(
-            {v.build.same_as for v in accepted if v.patch is patch and v.build.same_as != b.same_as}
-        )
-        if others:
-            why.append(
-                f"{b.same_as} is the newest CUDA the driver fully supports among the valid "
-                f"builds of {patch.version} (also valid: {', '.join(others)})"
-            )
-    why.extend(best.notes)
-    why.extend(skipped[:5])
-
+    why = _why(m, request, best, accepted, refused, base, spec)
     warnings = list(dict.fromkeys(best.warnings))
     if m.nvidia_without_driver and b.kind != "cuda":
         warnings.append(
             "an NVIDIA GPU is present but no driver was found: install the NVIDIA driver and "
             "plan again for a CUDA build"
+        )
+    if best.medium:
+        warnings.append(
+            "this plan rests on medium-confidence facts (docs/RESOLVER.md): "
+            + "; ".join(dict.fromkeys(best.medium))
         )
     ordered = accepted + sorted(refused, key=lambda v: v.patch.v, reverse=True)
     candidates = tuple(
@@ -583,6 +700,7 @@ def resolve(profile: Profile, request: Request, table: Table) -> Plan:
         index_url=None if b.variant == "default" else f"{base}/{b.variant}",
         platform=m.platform,
         python=m.python,
+        python_version=m.python_full,
         local_version=f"{patch.version}+{b.local}" if b.local else patch.version,
         cuda=b.cuda,
         rocm=b.rocm,
@@ -591,15 +709,81 @@ def resolve(profile: Profile, request: Request, table: Table) -> Plan:
         why=tuple(why),
         candidates=candidates,
         warnings=tuple(warnings),
+        refused=_group_refused(refused),
     )
+
+
+def _why(
+    m: _Machine,
+    req: Request,
+    best: _Verdict,
+    accepted: list[_Verdict],
+    refused: list[_Verdict],
+    base: str,
+    spec: Optional[SpecifierSet],
+) -> list[str]:
+    """The reasons for the pick, in the words that matter to the user."""
+    b, patch = best.build, best.patch
+    gpu = f", NVIDIA driver {m.driver}" if m.nvidia else ""
+    machine = f"{_WORDS[m.platform]}, Python {m.python_full}{'t' if m.python.endswith('t') else ''}"
+    if m.platform.startswith("macos") and m.macos:
+        machine += f", macOS {m.macos}"
+    matching = f" matching {req.torch}" if spec is not None else ""
+    if best.cpu_fallback:
+        first = f"torch {patch.version} is the newest release{matching} that installs here"
+    else:
+        kind = _kind_word(b)
+        a = "an" if kind == "MPS" else "a"
+        first = f"torch {patch.version} is the newest release{matching} with {a} {kind} build here"
+    why = [f"{first} ({machine}{gpu})"]
+    if b.variant == "default":
+        run = ", run on the CPU: no NVIDIA GPU uses its CUDA libraries" if best.cpu_fallback else ""
+        why.append(f"the {b.same_as} build from the package index (a plain pip install){run}")
+    else:
+        why.append(f"the {b.variant} build from {base}/{b.variant}")
+    if b.kind == "cuda" and not best.cpu_fallback:
+        others = sorted(
+            {v.build.same_as for v in accepted if v.patch is patch and v.build.same_as != b.same_as}
+        )
+        if others:
+            why.append(
+                f"{b.same_as} is the newest CUDA this driver fully supports among the builds of "
+                f"torch {patch.version} that fit (also fits: {', '.join(others)})"
+            )
+    why.extend(best.notes)
+    for name, ver in best.companions.items():
+        why.append(f"{name} {ver} goes with it and has wheels for Python {m.python_full} here")
+    # The newest releases passed over, and what would get them.
+    newer = sorted(
+        (v for v in refused if v.patch.v > patch.v and not v.soft),
+        key=lambda v: v.patch.v,
+        reverse=True,
+    )
+    if newer:
+        top = newer[0]
+        versions = sorted({v.patch.v for v in newer})
+        shown = _versions(versions)
+        line = f"torch {shown} {'is' if len(versions) == 1 else 'are'} newer but do not fit: "
+        line = line.replace("is newer but do not", "is newer but does not")
+        why.append(line + top.groups[0])
+        if all(v.companion_only for v in newer if v.patch.v == top.patch.v):
+            names = {g.split(" ")[0] for g in top.groups if g.split(" ")[0] in COMPANIONS}
+            hints = []
+            if any(r.startswith(tuple(names)) and "requires Python" in r for r in top.reasons):
+                hints.append(f"another Python {m.python.rstrip('t')} patch release")
+            hints.append("planning without " + " and ".join(sorted(names)) if names else "")
+            hints = [h for h in hints if h]
+            if hints:
+                why.append(f"{' or '.join(hints)} would get torch {top.patch.version}")
+    return why
 
 
 def _arch_hint(table: Table, m: _Machine, cc: str) -> str:
     for p, r in table.patches():
         if m.python not in r.python_for(p.version, m.platform):
             continue
-        for b in r.builds(m.platform):
-            if b.kind == "cuda" and b.arch and has_kernels(b.arch, cc):
+        for b in r.builds(m.platform, p.version):
+            if b.kind == "cuda" and b.arch and how_it_runs(_targets(b), cc):
                 floor = table.floor(b.cuda or "", m.driver_family)
                 need = f", driver >= {floor[0]}" if floor else ""
                 newest = f"torch {p.version} {b.same_as}{need}"
@@ -608,6 +792,7 @@ def _arch_hint(table: Table, m: _Machine, cc: str) -> str:
 
 
 def _refusal(
+    profile: Profile,
     m: _Machine,
     req: Request,
     variant: str,
@@ -616,13 +801,14 @@ def _refusal(
     table: Table,
 ) -> str:
     what = f"torch {req.torch or 'latest'}, variant {variant}"
-    if req.audio:
-        what += ", with torchaudio"
+    with_ = [n for n, on in zip(COMPANIONS, (req.vision, req.audio)) if on]
+    if with_:
+        what += ", with " + " and ".join(with_)
     refused = sorted(refused, key=lambda v: v.patch.v, reverse=True)
     hard = [v for v in refused if not v.soft] or refused
     reasons: list[str] = []
     for v in hard:
-        for r in v.reasons:
+        for r in v.groups:
             if r not in reasons:
                 reasons.append(r)
     if not reasons:
@@ -639,6 +825,8 @@ def _refusal(
                     arch_ccs.append(cc)
                     fixes.append(_arch_hint(table, m, cc))
                 continue
+            if f.startswith("python:"):
+                f = f"use another Python {m.python.rstrip('t')} patch release than {m.python_full}"
             key = f.split(" (torch ")[0]
             if key not in seen:
                 seen.add(key)
@@ -647,9 +835,27 @@ def _refusal(
         fixes.insert(
             0, "no build has kernels for every visible GPU: hide one with CUDA_VISIBLE_DEVICES"
         )
+    if with_ and all(v.companion_only for v in hard) and req.torch is not None:
+        older = _older_fit(profile, req, table)
+        if older:
+            fixes.insert(0, older)
     if variant == "auto" and m.nvidia:
         fixes.append("or plan a CPU build with --variant cpu")
-    msg = f"no torch build fits {m.platform}, Python {m.python} ({what}): " + "; ".join(reasons[:3])
+    msg = f"no torch build fits {m.platform}, Python {m.python_full} ({what}): " + "; ".join(
+        reasons[:3]
+    )
     if fixes:
-        msg += ". To make it fit: " + "; ".join(fixes[:3])
+        msg += ". To make it fit: " + "; ".join(fixes[:4])
     return msg
+
+
+def _older_fit(profile: Profile, req: Request, table: Table) -> Optional[str]:
+    """ "ask for torch X (torchvision Y fits)" when a release outside the spec fits."""
+    from dataclasses import replace
+
+    try:
+        other = resolve(profile, replace(req, torch=None), table)
+    except NoBuildError:
+        return None
+    pins = " and ".join(f"{p.name} {p.version}" for p in other.pins[1:])
+    return f"ask for --torch {other.torch} ({pins} fit{'s' if len(other.pins) == 2 else ''})"

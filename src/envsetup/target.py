@@ -40,6 +40,33 @@ def resolve_python(path: Optional[str]) -> str:
     return str(p.absolute())  # keep a venv's symlinked python: resolving it leaves the venv
 
 
+PROBE_TIMEOUT = 15.0  # seconds for an interpreter to say it is one
+
+
+def check_python(python: str, flag: str = "--python") -> None:
+    """A one-line UsageError unless ``python`` answers as a CPython/PyPy 3 interpreter within
+    :data:`PROBE_TIMEOUT` (``/bin/true``, a shell script that hangs, a binary that prints
+    garbage are the user's mistakes, exit 2)."""
+    probe = "import sys, json; print(json.dumps({'python': list(sys.version_info[:2])}))"
+    res = proc.run([python, "-I", "-c", probe], timeout=PROBE_TIMEOUT)
+    why = res.error
+    if why is None:
+        lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+        try:
+            data = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            data = None
+        ok = isinstance(data, dict) and isinstance(data.get("python"), list)
+        major = data["python"][:1] if ok and isinstance(data, dict) else None
+        if res.returncode != 0 or not ok or major != [3]:
+            why = f"exit {res.returncode}, {'no Python answer' if not ok else 'not Python 3'}"
+    if why is not None:
+        raise UsageError(
+            f"{flag} {python}: does not run as a Python interpreter ({why}); give the path "
+            "of a Python 3 interpreter or of a virtual environment"
+        )
+
+
 def run_script(
     python: str,
     script: str,

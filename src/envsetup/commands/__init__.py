@@ -1,3 +1,3 @@
 """One module per command; each registers itself on ``envsetup.cli.app`` when imported."""
 
-COMMANDS = ["doctor", "plan", "install", "verify", "compat_cmd"]
+COMMANDS = ["doctor", "plan", "install", "verify", "compat_cmd", "fleet"]

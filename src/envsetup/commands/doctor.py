@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 
 from envsetup.cli import app
-
-if TYPE_CHECKING:
-    from envsetup.diagnose import Rule
-    from envsetup.findings import Finding
-    from envsetup.profile import Profile
-
-
-def table_rules() -> list[Rule]:
-    """The compatibility table's rules: the installed build against this machine. The table
-    is loaded only when there is an installed torch to judge."""
-
-    def judge_installed(p: Profile) -> list[Finding]:
-        if p.torch.version is None:
-            return []
-        from envsetup.compat import load_table
-        from envsetup.table_findings import table_findings
-
-        return table_findings(p, load_table())
-
-    return [judge_installed]
 
 
 @app.command()
@@ -43,13 +23,13 @@ def doctor(
 ) -> None:
     """Probe OS, Python, CPU, NVIDIA driver and GPUs, CUDA, cuDNN and torch; name every problem."""
     from envsetup.detect import detect_profile
-    from envsetup.diagnose import diagnose
+    from envsetup.diagnose import diagnose_machine
     from envsetup.errors import EXIT_FAIL, EXIT_USAGE, UsageError
 
     if json_out and markdown:
         raise UsageError("--json and --markdown: choose one", exit_code=EXIT_USAGE)
     profile = detect_profile(python, deep=deep)
-    findings = diagnose(profile, table_rules())
+    findings = diagnose_machine(profile)
     from envsetup import render
 
     if json_out:

@@ -30,10 +30,9 @@ def run(ctx: typer.Context) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from envsetup.commands.doctor import table_rules
     from envsetup.compat import load_table
     from envsetup.detect import detect_profile
-    from envsetup.diagnose import diagnose
+    from envsetup.diagnose import diagnose_machine
     from envsetup.errors import NoBuildError
     from envsetup.plan import Request
     from envsetup.render import SEVERITY_MARK, SEVERITY_STYLE, verdict
@@ -42,7 +41,7 @@ def run(ctx: typer.Context) -> None:
     console = Console(highlight=False)
     console.rule("[bold]1/3 doctor[/bold]")
     profile = detect_profile(None)
-    findings = diagnose(profile, table_rules())
+    findings = diagnose_machine(profile)
     gpus = [g.name or "?" for g in profile.nvidia.gpus if g.visible]
     console.print(
         f"{profile.system.distro_name or profile.system.os} {profile.system.arch} · Python "

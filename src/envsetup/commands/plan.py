@@ -11,22 +11,21 @@ import typer
 
 from envsetup.cli import app
 
+PROFILE_MAX_BYTES = 4 << 20  # doctor --json of an 8-GPU machine is ~20 KB
+
 
 def load_profile(path: Path) -> Any:
     """Read a Profile from ``doctor --json`` output or a hand-written file; one-line errors."""
+    from envsetup import jsonfile
     from envsetup.errors import UsageError
     from envsetup.profile import Profile
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"--profile {path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"--profile {path}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"
-        ) from None
+    data = jsonfile.read(
+        str(path),
+        "--profile",
+        max_bytes=PROFILE_MAX_BYTES,
+        hint="make one with envsetup doctor --json",
+    )
     if isinstance(data, dict) and isinstance(data.get("profile"), dict):
         data = data["profile"]  # doctor --json may wrap the profile beside its findings
     try:
@@ -70,6 +69,11 @@ def plan_command(
         "official one).",
     ),
     python: Optional[str] = typer.Option(None, "--python", help="The target interpreter."),
+    online: bool = typer.Option(
+        False,
+        "--online",
+        help="Also ask the package index whether a torch release newer than the table is out.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Resolve the torch/torchvision/torchaudio build for a machine, with the reasons."""
@@ -87,18 +91,66 @@ def plan_command(
     target = _target_python(prof, python, from_file=profile is not None)
     table = load_table()
     request = Request(torch=torch, variant=variant, vision=vision, audio=audio, index_base=base)
+    fresh = _freshness(table) if online else None
     try:
         plan = do_resolve(prof, request, table)
     except NoBuildError as exc:
         if as_json:
-            sys.stdout.write(json.dumps({"plan": None, "error": exc.message}, indent=2) + "\n")
+            doc: dict[str, Any] = {"plan": None, "error": exc.message}
+            if fresh is not None:
+                doc["freshness"] = fresh
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        elif fresh is not None:
+            _print_freshness(fresh)
         raise
     commands = direct_commands(plan, target)
     if as_json:
         doc = {"plan": plan.to_dict(), "commands": commands}
+        if fresh is not None:
+            doc["freshness"] = fresh
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     _render(plan, commands)
+    if fresh is not None:
+        _print_freshness(fresh)
+
+
+def _freshness(table: Any) -> dict[str, Optional[str]]:
+    """Ask the package index for its torch releases: {index, newer, error} (never raises for an
+    index that cannot be read: the plan still stands, offline)."""
+    from envsetup.compat import newer_than_table
+    from envsetup.index import Index, IndexUnreachable, default_index_url, mask
+
+    url = default_index_url()
+    try:
+        with Index(url) as idx:
+            files = idx.files("torch") or []
+    except IndexUnreachable as exc:
+        return {"index": mask(url), "newer": None, "error": exc.message}
+    return {
+        "index": mask(url),
+        "newer": newer_than_table(table, (f.version for f in files)),
+        "error": None,
+    }
+
+
+def _print_freshness(fresh: dict[str, Optional[str]]) -> None:
+    if fresh["newer"]:
+        sys.stderr.write(f"envsetup: {fresh['newer']}\n")
+    elif fresh["error"]:
+        sys.stderr.write(f"envsetup: --online: {fresh['error']} (the plan is from the table)\n")
+
+
+def _bullets(con: Any, mark: str, lines: Any) -> None:
+    """Each line as a bullet, wrapped to the console with a hanging indent."""
+    import textwrap
+
+    width = max(40, con.width)
+    for line in lines:
+        text = textwrap.fill(
+            str(line), width=width, initial_indent=f"  {mark} ", subsequent_indent="    "
+        )
+        con.print(text, highlight=False, markup=False)
 
 
 def _render(plan: Any, commands: dict[str, list[list[str]]]) -> None:
@@ -115,7 +167,7 @@ def _render(plan: Any, commands: dict[str, list[list[str]]]) -> None:
     t.add_row("variant", plan.variant)
     t.add_row("index", plan.index_url or "the installer's default package index")
     t.add_row("torch.__version__", plan.local_version or plan.torch)
-    t.add_row("platform", f"{plan.platform}, Python {plan.python}")
+    t.add_row("platform", f"{plan.platform}, Python {plan.python_version or plan.python}")
     if plan.cuda:
         t.add_row("CUDA / cuDNN", f"{plan.cuda} / {plan.cudnn or 'unknown'}")
     if plan.rocm:
@@ -124,22 +176,24 @@ def _render(plan: Any, commands: dict[str, list[list[str]]]) -> None:
         t.add_row("GPU kernels", " ".join(f"sm_{a.replace('.', '')}" for a in plan.arch))
     con.print(t)
     con.print("[bold]Why[/bold]")
-    for w in plan.why:
-        con.print(f"  - {w}", highlight=False)
+    _bullets(con, "-", plan.why)
     if plan.warnings:
         con.print("[bold yellow]Warnings[/bold yellow]")
-        for w in plan.warnings:
-            con.print(f"  ! {w}", highlight=False)
-    accepted = [c for c in plan.candidates if c.accepted]
+        _bullets(con, "!", plan.warnings)
+    accepted = [c for c in plan.candidates if c.accepted and c.torch != plan.torch]
     refused = [c for c in plan.candidates if not c.accepted]
     con.print(
-        f"[bold]Candidates[/bold]: {len(accepted)} valid, {len(refused)} refused "
-        "(--json lists every one)"
+        f"[bold]Candidates[/bold]: {len(plan.candidates) - len(refused)} fit, {len(refused)} "
+        "refused (--json lists every one)"
     )
-    for c in accepted[:5]:
-        con.print(f"  + torch {c.torch} {c.variant}", highlight=False)
-    for c in refused[:8]:
-        con.print(f"  x torch {c.torch} {c.variant}: {'; '.join(c.reasons)}", highlight=False)
+    if accepted:
+        _bullets(
+            con, "+", ["also fit: " + ", ".join(f"{c.torch} {c.variant}" for c in accepted[:4])]
+        )
+    lines = [str(g) for g in plan.refused[:6]]
+    if len(plan.refused) > 6:
+        lines.append(f"{sum(g.count for g in plan.refused[6:])} more for other reasons")
+    _bullets(con, "x", lines)
     con.print("[bold]Commands[/bold]")
     for tool in ("pip", "uv", "conda"):
         for argv in commands[tool]:

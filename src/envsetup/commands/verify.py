@@ -28,18 +28,37 @@ def verify(
     plan_file: Optional[str] = typer.Option(
         None, "--plan", help="A plan (plan --json) the installed versions must match."
     ),
+    distributed: bool = typer.Option(
+        False,
+        "--distributed",
+        help="An all-reduce over every local GPU (NCCL), or two CPU processes (gloo); across "
+        "nodes under torchrun or srun. With its bandwidth and GPU peer-to-peer access.",
+    ),
+    timeout: float = typer.Option(
+        180.0, "--timeout", min=1.0, help="--distributed: seconds for the whole check."
+    ),
+    processes: Optional[int] = typer.Option(
+        None,
+        "--processes",
+        min=1,
+        help="--distributed: ranks on this machine (default: one per GPU, or 2).",
+    ),
 ) -> None:
     """Prove the PyTorch stack works: import, versions, device, tensor ops, autograd, cuDNN,
     mixed precision and torch.compile, each in the target interpreter with a timeout.
     Exit 0 when every check passes, 1 when one fails."""
     from envsetup.errors import EXIT_FAIL, EXIT_OK, UsageError
     from envsetup.plan import read_plan_file
-    from envsetup.target import resolve_python
+    from envsetup.target import check_python, resolve_python
     from envsetup.verify import DEVICES, run_verify
 
     if device not in DEVICES:
         raise UsageError(f"--device {device}: not one of {', '.join(DEVICES)}")
     target = resolve_python(python)
+    check_python(target)
+    if distributed:
+        _distributed(target, timeout, processes, as_json)
+        return
     plan = read_plan_file(plan_file, "--plan") if plan_file else None
     if as_json:
         report = run_verify(target, device=device, quick=quick, bench=bench, plan=plan)
@@ -90,6 +109,43 @@ def verify(
         f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, "
         f"{counts['skip']} skipped in {report.seconds:.1f} s (on {dev})"
     )
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
+
+
+def _distributed(target: str, timeout: float, processes: Optional[int], as_json: bool) -> None:
+    import os
+
+    from envsetup.errors import EXIT_FAIL, EXIT_OK
+    from envsetup.verify.distributed import run_distributed, speaks
+
+    lead = speaks(os.environ)
+    if as_json:
+        report = run_distributed(target, timeout=timeout, processes=processes)
+        if lead or not report.ok:
+            sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    shown: list[Any] = []
+
+    def on_result(r: Any) -> None:
+        shown.append(r)
+        if lead or r.status == "fail":
+            secs = f"{r.seconds:6.1f}s"
+            console.print(
+                f"[{_STYLES[r.status]}]{_MARKS[r.status]}[/{_STYLES[r.status]}] "
+                f"{r.name:<13}{secs}  {_escape(r.detail)}"
+            )
+
+    if lead:
+        console.print(f"[bold]envsetup verify --distributed[/bold] {target}")
+    report = run_distributed(target, timeout=timeout, processes=processes, on_result=on_result)
+    if lead or not report.ok:
+        counts = report.counts()
+        verdict = "[bold green]distributed check passed[/]" if report.ok else "[bold red]FAILED[/]"
+        console.print(f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, "
+                      f"{counts['skip']} skipped in {report.seconds:.1f} s")  # fmt: skip
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Callable, Optional, TypeVar
 
 from envsetup import __version__
 from envsetup.detect import hw as hwmod
+from envsetup.detect import pythonpath
 from envsetup.errors import EnvsetupError, UsageError
 from envsetup.profile import Cpu, Cuda, Nvidia, OtherAccelerators, Profile, System, Toolchain
 
@@ -40,6 +42,7 @@ def detect_profile(
     """Probe this machine. ``python`` is the target interpreter (default: this one)."""
     from envsetup.detect.cpu import probe_cpu
     from envsetup.detect.cuda import probe_cuda, with_pip_cudnn
+    from envsetup.detect.guard import probe_guard
     from envsetup.detect.nvidia import probe_nvidia, probe_other
     from envsetup.detect.system import probe_system
     from envsetup.detect.target import build, installers, query
@@ -75,6 +78,10 @@ def detect_profile(
                 f"--python {target}: does not run as a Python interpreter ({_short(exc.message)})"
             ) from None
         py, torch = build(data, fut_tools.result())
+        guard = probe_guard(py.prefix)
+        path_entries, shadowed = pythonpath.shadows(env)
+        if path_entries:
+            py = replace(py, pythonpath=path_entries, pythonpath_shadows=shadowed)
         cuda = with_pip_cudnn(fut_cuda.result(), torch.packages)
         nvidia, toolchain, cpu = fut_nvidia.result(), fut_toolchain.result(), fut_cpu.result()
 
@@ -88,6 +95,7 @@ def detect_profile(
         cuda=cuda,
         torch=torch,
         toolchain=toolchain,
+        guard=guard,
     )
 
 

@@ -20,7 +20,6 @@ is the code that runs against a real driver.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import sys
@@ -197,12 +196,12 @@ class Replay:
     @classmethod
     def load(cls, path: str) -> Replay:
         """Read a recording; a file that is not one is the user's error (UsageError)."""
+        from envsetup import jsonfile
         from envsetup.errors import UsageError
 
         where = f"ENVSETUP_HW_REPLAY={path}"
+        data = jsonfile.read(path, "ENVSETUP_HW_REPLAY=", hint="give a recording (tests/fixtures)")
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
             if not isinstance(data, dict):
                 raise ValueError("a recording is a JSON object")
             for key in ("files", "commands", "nvml"):
@@ -212,12 +211,12 @@ class Replay:
             # A file's text may live beside the recording: {"@file": "proc-version-open.txt"}.
             for key, value in list(data.get("files", {}).items()):
                 if isinstance(value, dict) and "@file" in value:
-                    data["files"][key] = (base / value["@file"]).read_text(encoding="utf-8")
+                    data["files"][key] = _beside(base, value["@file"], where)
                 elif not isinstance(data["files"][key], str):
                     raise ValueError(f"files[{key!r}] must be a string")
             for value in data.get("commands", {}).values():
                 if isinstance(value, dict) and "@stdout" in value:
-                    value["stdout"] = (base / value.pop("@stdout")).read_text(encoding="utf-8")
+                    value["stdout"] = _beside(base, value.pop("@stdout"), where)
         except OSError as exc:
             raise UsageError(f"{where}: {exc.strerror or exc}: {exc.filename}") from None
         except (ValueError, UnicodeDecodeError) as exc:
@@ -254,6 +253,16 @@ class Replay:
     def loaded_nvml_path(self) -> Optional[str]:
         value = self.rec.get("nvml_library")
         return str(value) if value else None
+
+
+def _beside(base: Path, name: Any, where: str) -> str:
+    """A recorded file's text kept beside the recording (a 16 MiB limit, UTF-8)."""
+    from envsetup import jsonfile
+
+    if not isinstance(name, str):
+        raise ValueError("an @file/@stdout reference must be a file name")
+    data = jsonfile.read_bytes(str(base / name), f"{where}: recorded file")
+    return data.decode("utf-8")
 
 
 def default() -> Hardware:

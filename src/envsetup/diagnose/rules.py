@@ -3,18 +3,20 @@
 Rules are small functions over the Profile; each returns the findings it sees. A finding's
 ``fix`` is a command that can be pasted as it is (or None where no single command mends it);
 whatever needs saying around it belongs in the message. Rules that need the compatibility table
-(a build too new for the driver, a CPU build where a CUDA build fits) live in table_findings.py
-and are passed to :func:`diagnose` by the doctor command.
+(a build too new for the driver, a CPU build where a CUDA build fits) live in table.py beside
+these; every fix that is an envsetup command is written by fixes.py.
 """
 
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Callable, Optional
 
 from packaging.version import InvalidVersion, Version
 
-from envsetup.findings import Finding, sort_findings
+from envsetup.diagnose.fixes import _py, install_fix, plan_fix
+from envsetup.findings import Finding
 from envsetup.profile import Gpu, Profile
 
 Rule = Callable[[Profile], list[Finding]]
@@ -24,10 +26,6 @@ RULES: list[Rule] = []
 def rule(fn: Rule) -> Rule:
     RULES.append(fn)
     return fn
-
-
-def _py(p: Profile) -> str:
-    return shlex.quote(p.python.executable or "python3")
 
 
 def _visible(p: Profile) -> list[Gpu]:
@@ -45,25 +43,6 @@ def is_cuda_build(p: Profile) -> bool:
 
 def is_cpu_build(p: Profile) -> bool:
     return p.torch.version is not None and p.torch.cuda is None and p.torch.hip is None
-
-
-def companions(p: Profile) -> list[str]:
-    """The companion libraries installed beside torch, as `--with` names them."""
-    names = (("torchvision", "vision"), ("torchaudio", "audio"))
-    return [flag for name, flag in names if p.torch.package(name) is not None]
-
-
-def install_fix(p: Profile, *, torch: Optional[str] = None, variant: Optional[str] = None) -> str:
-    """``envsetup install`` for this profile's interpreter, keeping its companion libraries."""
-    parts = ["envsetup", "install", "--python", _py(p)]
-    if torch:
-        parts += ["--torch", torch]
-    if variant:
-        parts += ["--variant", variant]
-    keep = companions(p)
-    if keep:
-        parts += ["--with", ",".join(keep)]
-    return " ".join([*parts, "--yes"])
 
 
 def installed_build(p: Profile) -> tuple[Optional[str], Optional[str]]:
@@ -319,6 +298,40 @@ def companion_builds(p: Profile) -> list[Finding]:
 
 
 @rule
+def pythonpath_shadowing(p: Profile) -> list[Finding]:
+    """A torch (or companion) on PYTHONPATH wins over the installed one in the user's shell."""
+    import os
+
+    shadows = p.python.pythonpath_shadows
+    if not shadows:
+        return []
+    dirs = {str(Path(f).parent.parent if f.endswith("__init__.py") else Path(f).parent)
+            for f in shadows.values()}  # fmt: skip
+    keep = [e for e in p.python.pythonpath if str(Path(e).expanduser()) not in dirs]
+    fix = f"export PYTHONPATH={shlex.quote(os.pathsep.join(keep))}" if keep else "unset PYTHONPATH"
+    out = []
+    for name, file in sorted(shadows.items()):
+        pkg = p.torch.package(name)
+        installed = (
+            f"the installed {name} {pkg.version}" if pkg is not None
+            else f"the installed {name} {p.torch.version} ({p.torch.location})"
+            if name == "torch" and p.torch.version
+            else f"no installed {name}"
+        )  # fmt: skip
+        out.append(
+            Finding(
+                "error",
+                f"pythonpath-shadows-{name}",
+                f"PYTHONPATH puts {file} first: 'import {name}' in this shell loads it instead of "
+                f"{installed}, while envsetup doctor and verify check the installed one. Remove "
+                "its directory from PYTHONPATH.",
+                fix,
+            )
+        )
+    return out
+
+
+@rule
 def library_shadowing(p: Profile) -> list[Finding]:
     if not p.cuda.ld_library_path or p.torch.version is None or p.torch.cuda is None:
         return []
@@ -402,8 +415,9 @@ def pep668(p: Profile) -> list[Finding]:
             "warning",
             "externally-managed-python",
             f"{p.python.executable} is managed by the system's package manager (PEP 668): "
-            "envsetup will not install torch into it; use a virtual environment.",
-            "python3 -m venv ~/.venvs/torch && envsetup install --python ~/.venvs/torch/bin/python",
+            "envsetup will not install torch into it; use a virtual environment (on Debian and "
+            "Ubuntu, 'venv' needs the python3-venv package).",
+            install_fix(p),
         )
     ]
 
@@ -467,14 +481,63 @@ def amd_or_apple(p: Profile) -> list[Finding]:
                 + (f" (ROCm {o.rocm_version})" if o.rocm_version else "")
                 + f" but torch {p.torch.version} is not a ROCm build; 'envsetup compat list' "
                 "shows the ROCm builds.",
-                f"envsetup plan --python {_py(p)} --variant rocm{rocm}" if rocm else None,
+                plan_fix(p, variant=f"rocm{rocm}") if rocm else None,
             )
         )
     return out
 
 
-def diagnose(profile: Profile, extra: Optional[list[Rule]] = None) -> list[Finding]:
-    findings: list[Finding] = []
-    for r in [*RULES, *(extra or [])]:
-        findings.extend(r(profile))
-    return sort_findings(findings)
+@rule
+def guarded_build(p: Profile) -> list[Finding]:
+    """The torch build envsetup recorded in the environment is not the one there now."""
+    g = p.guard
+    if g is None or not g.packages:
+        return []
+    # the distributions' own versions: what the guard recorded (torch.__version__ may add a
+    # local part the wheel's metadata does not have)
+    have: dict[str, Optional[str]] = {}
+    for n in ("torch", "torchvision", "torchaudio"):
+        pkg = p.torch.package(n)
+        have[n] = pkg.version if pkg else (p.torch.version if n == "torch" else None)
+    changed = [
+        f"{n} {have[n] or 'removed'} (recorded {want})"
+        for n, want in g.packages.items()
+        if n in have and have[n] != want
+    ]
+    if not changed:
+        return []
+    want = g.packages.get("torch", "")
+    public = want.split("+", 1)[0] or None
+    how = (
+        "uv pip install and an install with PIP_CONSTRAINT set do not read pip's configuration"
+        if g.active
+        else "the guard's pip configuration no longer names its constraints"
+    )
+    return [
+        Finding(
+            "error",
+            "torch-replaced",
+            f"envsetup installed torch {want} here ({g.path}), but now: {', '.join(changed)}. "
+            f"Something replaced the build ({how}). Reinstalling puts the recorded build back.",
+            install_fix(p, torch=public, variant=g.variant if g.variant != "default" else None),
+        )
+    ]
+
+
+@rule
+def extension_toolkit(p: Profile) -> list[Finding]:
+    """Extensions compiled against torch (flash-attn, ...) need nvcc of torch's CUDA major."""
+    from envsetup.stack import toolkit_problems
+
+    if p.torch.cuda is None:
+        return []
+    built = list(p.guard.builds) if p.guard is not None else []
+    problems = toolkit_problems(p.torch.cuda, p.cuda.nvcc_version)
+    if not problems or (p.cuda.nvcc_version is None and not built):
+        return []  # no nvcc and nothing that needs one
+    what = (
+        f"{', '.join(built)} compile{'s' if len(built) == 1 else ''} against torch"
+        if built
+        else "packages that compile against torch (flash-attn, ...) will not build"
+    )
+    return [Finding("warning", "extension-toolkit-mismatch", f"{problems[0]}: {what}.", None)]

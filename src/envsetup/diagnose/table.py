@@ -1,19 +1,20 @@
-"""Doctor findings that need the compatibility table: the installed torch against this machine."""
+"""The rules that need the compatibility table: the installed torch against this machine."""
 
 from __future__ import annotations
 
-import shlex
 from typing import Optional
 
 from packaging.version import InvalidVersion, Version
 
 from envsetup.compat import Build, Table
-from envsetup.diagnose import is_cpu_build, usable_nvidia
+from envsetup.diagnose.fixes import install_fix
+from envsetup.diagnose.rules import is_cpu_build, usable_nvidia
 from envsetup.errors import EnvsetupError
 from envsetup.findings import Finding
+from envsetup.gpu_arch import has_kernels, sm
 from envsetup.plan import Plan, Request
 from envsetup.profile import Profile
-from envsetup.resolve import _machine, has_kernels, platform_key, resolve, sm
+from envsetup.resolve import _machine, platform_key, resolve
 
 
 def _installed_build(profile: Profile, table: Table) -> Optional[Build]:
@@ -39,20 +40,14 @@ def _installed_build(profile: Profile, table: Table) -> Optional[Build]:
 
 
 def _companions(profile: Profile) -> tuple[bool, bool]:
-    """(torchvision, torchaudio) installed beside torch: a fix keeps them."""
+    """(torchvision, torchaudio) installed beside torch: the plan keeps them."""
     t = profile.torch
     return t.package("torchvision") is not None, t.package("torchaudio") is not None
 
 
 def _install_fix(profile: Profile, plan: Plan) -> str:
     """The command that installs ``plan`` into the profile's interpreter, companions kept."""
-    vision, audio = _companions(profile)
-    argv = ["envsetup", "install", "--python", profile.python.executable or "python3"]
-    argv += ["--torch", plan.torch, "--variant", plan.variant]
-    with_ = ",".join(n for n, on in (("vision", vision), ("audio", audio)) if on)
-    if with_:
-        argv += ["--with", with_]
-    return shlex.join(argv)
+    return install_fix(profile, torch=plan.torch, variant=plan.variant)
 
 
 class _Best:
@@ -91,7 +86,7 @@ def _cpu_torch_on_gpu(profile: Profile, best: _Best) -> Finding:
         "error",
         "cpu-torch-on-gpu-machine",
         f"{message} torch {plan.torch} {plan.variant} runs on it.",
-        _install_fix(profile, plan) + " --yes",
+        _install_fix(profile, plan),
     )
 
 

@@ -1,0 +1,1340 @@
+"""The whole stack: the user's requirements resolved together with this machine's torch build.
+
+``resolve_stack(profile, request, table, requirements, python=...)`` returns a :class:`Stack`,
+the exact set to install (name, version, file URL, sha256, where it comes from), resolved by a
+real resolver for the target interpreter:
+
+- **uv** (preferred): a scratch project whose ``[[tool.uv.index]]`` for the chosen PyTorch
+  variant is ``explicit = true`` and whose ``[tool.uv.sources]`` pins torch, torchvision and
+  torchaudio to it; ``uv pip compile pyproject.toml --python TARGET`` writes a PEP 751
+  ``pylock.toml`` (the lock the install transaction stages from). An explicit index serves only
+  the names pinned to it, so everything else comes from the default index, and those names
+  come from nowhere else: no CPU or wrong-CUDA torch from the package index.
+- **pip** (where uv is absent): the torch-family pins are direct references to the exact wheel
+  files of the variant index (chosen from its listing for the target's tags, with their
+  sha256), the rest is resolved by ``pip install --dry-run --ignore-installed --report`` from the
+  default index.
+
+Requirements that constrain torch: the direct requirements' metadata (PEP 658, through
+:mod:`envsetup.index`) is read first; a torch pin there narrows the torch request, and the
+machine's valid builds (the Plan's accepted candidates) are searched for the newest build that
+fits. When the resolver fails on a torch conflict deeper in the graph, a diagnosis resolve (torch
+unpinned) finds which packages constrain torch, and the same search runs. When no valid build
+fits: :class:`~envsetup.errors.NoBuildError` (exit 4) naming the chain and the way out.
+
+Nothing here installs anything; envsetup never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from envsetup.errors import EnvsetupError, NoBuildError, UsageError
+from envsetup.plan import Plan, Request
+
+TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
+STACK_SCHEMA_VERSION = 1
+RESOLVERS = ("uv", "pip")
+PROJECT = "envsetup-stack"  # the scratch project's name (never installed)
+
+
+class StackError(EnvsetupError):
+    """The resolver could not find a set for the requirements (not a torch-build question)."""
+
+    code = "stack-unresolvable"
+
+
+# --------------------------------------------------------------------------- requirements
+
+
+@dataclass(frozen=True)
+class UserRequirements:
+    """What the user asked for (``PACKAGE...`` and ``-r FILE``), parsed and split.
+
+    ``requirements`` are PEP 508 strings for everything but the torch family; ``torch`` holds
+    the user's own torch/torchvision/torchaudio requirements (they narrow the torch request and
+    never reach the resolver as written); ``constraints`` come from ``-c`` lines.
+    """
+
+    requirements: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
+    torch: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        return [canonicalize_name(Requirement(r).name) for r in self.requirements]
+
+
+_SOURCE_OPTIONS = (
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--no-index",
+    "--trusted-host",
+)
+_VAR = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+def _lines(path: Path, environ: Mapping[str, str]) -> list[tuple[int, str]]:
+    """Logical lines of a pip requirements file: comments dropped, continuations joined,
+    ``${VAR}`` expanded (pip's format)."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"-r {path}: cannot read it ({exc})") from None
+    out: list[tuple[int, str]] = []
+    buf, start = "", 0
+    for no, line in enumerate(raw.splitlines(), 1):
+        if not buf:
+            start = no
+        line = re.sub(r"(^|\s+)#.*$", "", line)
+        if line.endswith("\\"):
+            buf += line[:-1]
+            continue
+        buf += line
+        text = _VAR.sub(lambda m: environ.get(m.group(1), m.group(0)), buf).strip()
+        buf = ""
+        if text:
+            out.append((start, text))
+    return out
+
+
+def _parse_line(text: str, where: str) -> Requirement:
+    # pip's per-requirement options (--hash=..., --config-settings ...) follow the requirement
+    req_text = re.split(r"\s+--?[a-zA-Z]", " " + text, maxsplit=1)[0].strip() or text
+    try:
+        req = Requirement(req_text)
+    except InvalidRequirement as exc:
+        hint = (
+            "write a local project as NAME @ file:///absolute/path"
+            if req_text.startswith((".", "/", "~"))
+            else "use a PEP 508 requirement such as transformers>=4.40"
+        )
+        raise UsageError(f"{where}: {req_text!r} is not a requirement ({exc}); {hint}") from None
+    return req
+
+
+def read_requirements(
+    packages: Sequence[str] = (),
+    files: Sequence[str] = (),
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+) -> UserRequirements:
+    """Parse ``PACKAGE...`` arguments and ``-r FILE`` requirement files.
+
+    The lines are read with ``packaging.requirements`` (the PEP 508 parser pip and uv share); the
+    file format handled is pip's: comments, ``\\`` continuations, ``${VAR}``, nested ``-r`` and
+    ``-c`` (relative to the file). Options that set where packages come from (``--index-url``,
+    ``--find-links``, ...) are refused: the stack chooses the sources. ``-e`` (editable) is not
+    supported. Every problem is a one-line UsageError naming the file and line.
+    """
+    env = os.environ if environ is None else environ
+    reqs: list[Requirement] = []
+    cons: list[Requirement] = []
+    seen: set[Path] = set()
+
+    def read(path: Path, constraint: bool, depth: int) -> None:
+        path = path.expanduser()
+        key = path.resolve()
+        if key in seen or depth > 20:
+            return
+        seen.add(key)
+        if not path.is_file():
+            raise UsageError(f"-r {path}: no such file")
+        for no, text in _lines(path, env):
+            where = f"{path}:{no}"
+            first = text.split(None, 1)[0]
+            opt = first.split("=", 1)[0]
+            rest = text[len(first) :].strip() if "=" not in first else first.split("=", 1)[1]
+            if opt in ("-r", "--requirement", "-c", "--constraint"):
+                if not rest:
+                    raise UsageError(f"{where}: {opt} needs a file name")
+                read(path.parent / rest, constraint or opt in ("-c", "--constraint"), depth + 1)
+                continue
+            if opt in _SOURCE_OPTIONS:
+                raise UsageError(
+                    f"{where}: {opt} sets where packages come from, which envsetup chooses (torch "
+                    "from the PyTorch index, the rest from your default index): remove the line, "
+                    "or set your default index with PIP_INDEX_URL / UV_DEFAULT_INDEX"
+                )
+            if opt in ("-e", "--editable"):
+                raise UsageError(
+                    f"{where}: editable requirements are not supported here; install the "
+                    "project afterwards with pip install -e, or write NAME @ file:///path"
+                )
+            if opt.startswith("-"):
+                raise UsageError(f"{where}: option {opt} is not supported in a requirement file")
+            (cons if constraint else reqs).append(_parse_line(text, where))
+
+    for i, p in enumerate(packages):
+        if p.startswith("-"):
+            raise UsageError(f"{p}: not a package (give requirements, or -r FILE)")
+        reqs.append(_parse_line(p, f"package {i + 1}"))
+    for f in files:
+        read(Path(f), False, 0)
+    for r in [*reqs, *cons]:
+        if canonicalize_name(r.name) in TORCH_FAMILY:
+            if r.url:
+                raise UsageError(
+                    f"{r}: a direct URL for {r.name} bypasses the machine's check: choose the "
+                    "build with --torch and --variant"
+                )
+            if any("+" in s.version for s in r.specifier):
+                raise UsageError(
+                    f"{r}: give the public version ({r.name}==2.4.1) and the build with --variant"
+                )
+    family = [str(r) for r in [*reqs, *cons] if canonicalize_name(r.name) in TORCH_FAMILY]
+    return UserRequirements(
+        requirements=tuple(str(r) for r in reqs if canonicalize_name(r.name) not in TORCH_FAMILY),
+        constraints=tuple(str(r) for r in cons if canonicalize_name(r.name) not in TORCH_FAMILY),
+        torch=tuple(family),
+    )
+
+
+# --------------------------------------------------------------------------- the target
+
+
+# Runs inside the target (python -I -c): the marker environment and the wheel tags it accepts,
+# in pip's order of preference. The tags come from packaging (or pip's vendored copy).
+_TARGET = r"""
+import json, os, platform, sys
+def fmt(info):
+    v = "%d.%d.%d" % (info.major, info.minor, info.micro)
+    if info.releaselevel != "final":
+        v += info.releaselevel[0] + str(info.serial)
+    return v
+env = {
+    "implementation_name": sys.implementation.name,
+    "implementation_version": fmt(sys.implementation.version),
+    "os_name": os.name,
+    "platform_machine": platform.machine(),
+    "platform_release": platform.release(),
+    "platform_system": platform.system(),
+    "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "platform_python_implementation": platform.python_implementation(),
+    "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "sys_platform": sys.platform,
+}
+tags = None
+try:
+    from packaging import tags as t
+except Exception:
+    try:
+        from pip._vendor.packaging import tags as t
+    except Exception:
+        t = None
+if t is not None:
+    try:
+        tags = [str(x) for x in t.sys_tags()]
+    except Exception:
+        tags = None
+print(json.dumps({"markers": env, "tags": tags, "executable": sys.executable,
+                  "gil": bool(getattr(sys, "_is_gil_enabled", lambda: True)())}))
+"""
+
+
+@dataclass(frozen=True)
+class TargetEnv:
+    """The target interpreter's marker environment and accepted wheel tags (best first)."""
+
+    python: str
+    markers: dict[str, str]
+    tags: tuple[str, ...]
+
+    @property
+    def version(self) -> str:
+        return self.markers["python_full_version"]
+
+
+def target_env(python: str) -> TargetEnv:
+    """Ask the target for its markers and tags (packaging's, or pip's vendored copy); where it
+    has neither, the tags are computed here for its Python version on this machine's platform."""
+    from envsetup.target import run_script
+
+    try:
+        data = run_script(python, _TARGET, timeout=60)
+    except EnvsetupError as exc:
+        raise UsageError(f"the target interpreter does not run: {exc.message}") from None
+    markers = {str(k): str(v) for k, v in data["markers"].items()}
+    tags = data.get("tags")
+    if not tags:
+        from packaging import tags as ptags
+
+        major, minor = (int(x) for x in markers["python_version"].split("."))
+        abi = f"cp{major}{minor}" + ("" if data.get("gil", True) else "t")
+        plats = list(ptags.platform_tags())
+        tags = [
+            str(t)
+            for t in [
+                *ptags.cpython_tags((major, minor), [abi, "abi3", "none"], plats),
+                *ptags.compatible_tags((major, minor), f"cp{major}{minor}", plats),
+            ]
+        ]
+    return TargetEnv(python=python, markers=markers, tags=tuple(tags))
+
+
+# --------------------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True)
+class Locked:
+    """One package of the resolved set, as the install transaction will stage it."""
+
+    name: str  # normalised
+    version: str  # as resolved, local part included: "2.4.1+cu121"
+    source: str  # "pytorch": the chosen PyTorch index | "index": the default index | "url"
+    index: Optional[str] = None  # the index it was resolved from; None: the installer's default
+    url: Optional[str] = None  # the file
+    sha256: Optional[str] = None
+    kind: str = "wheel"  # wheel | sdist
+    requested: bool = False  # a user requirement or a torch-family pin
+
+
+@dataclass(frozen=True)
+class BuildNeed:
+    """A package with no wheel for the target: it compiles at install time."""
+
+    name: str
+    version: str
+    against_torch: bool  # its metadata requires torch (an extension built against it)
+    needs: tuple[str, ...]  # in words: "nvcc from CUDA 12.x (torch 2.4.1+cu121 is CUDA 12.1)"
+
+
+@dataclass(frozen=True)
+class Stack:
+    plan: Plan  # the torch build, after the requirements' constraints
+    packages: tuple[Locked, ...]
+    resolver: str  # uv | pip
+    python: str  # the target interpreter
+    requirements: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
+    torch_index: Optional[str] = None  # where the torch family comes from
+    default_index: Optional[str] = None  # None: the installer's own default
+    command: tuple[str, ...] = ()  # the resolve that fixed the set
+    pylock: Optional[str] = None  # uv: the PEP 751 lock it wrote (what the install stages)
+    builds: tuple[BuildNeed, ...] = ()
+    notes: tuple[str, ...] = ()  # e.g. why torch is not the newest valid build
+    seconds: float = 0.0
+    schema_version: int = STACK_SCHEMA_VERSION
+
+    def package(self, name: str) -> Optional[Locked]:
+        n = canonicalize_name(name)
+        return next((p for p in self.packages if p.name == n), None)
+
+    def torch_family(self) -> list[Locked]:
+        return [p for p in self.packages if p.name in TORCH_FAMILY]
+
+    def requirements_lock(self) -> str:
+        """The set as a pip requirements file: every file by URL with its hash (``pip download
+        --no-deps --require-hashes -r``); packages with no known URL by exact version."""
+        lines = [f"# {self.resolver}-resolved by envsetup for {self.python}"]
+        for p in self.packages:
+            line = f"{p.name} @ {p.url.split('#', 1)[0]}" if p.url else f"{p.name}=={p.version}"
+            if p.sha256:
+                line += f" --hash=sha256:{p.sha256}"
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        from envsetup.profile import to_dict
+
+        d: dict[str, Any] = to_dict(self)
+        d["plan"] = self.plan.to_dict()
+        return d
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Stack:
+        from envsetup.profile import from_dict
+
+        if not isinstance(data, dict) or not isinstance(data.get("plan"), dict):
+            raise ValueError("a stack must be an object with a plan")
+        rest = {k: v for k, v in data.items() if k != "plan"}
+        rest["plan"] = {}
+        stub = from_dict(_StackShape, rest)
+        return cls(
+            plan=Plan.from_dict(data["plan"]),
+            **{f: getattr(stub, f) for f in _StackShape.__dataclass_fields__ if f != "plan"},
+        )
+
+
+@dataclass(frozen=True)
+class _StackShape:
+    """Stack's fields for from_dict (the plan is read by Plan.from_dict)."""
+
+    plan: dict[str, str]
+    packages: tuple[Locked, ...]
+    resolver: str
+    python: str
+    requirements: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
+    torch_index: Optional[str] = None
+    default_index: Optional[str] = None
+    command: tuple[str, ...] = ()
+    pylock: Optional[str] = None
+    builds: tuple[BuildNeed, ...] = ()
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+    schema_version: int = STACK_SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------- torch constraints
+
+
+@dataclass(frozen=True)
+class Constrains:
+    """A package (of the user's requirements or their dependencies) that constrains torch."""
+
+    name: str
+    version: str
+    family: str  # torch | torchvision | torchaudio
+    spec: str  # "==2.6.0"
+
+    def __str__(self) -> str:
+        if not self.version:  # the user's own requirement lines
+            return f"{self.name} require {self.family}{self.spec}"
+        return f"{self.name} {self.version} requires {self.family}{self.spec}"
+
+
+def family_requirements(
+    metadata: str, markers: Mapping[str, str], extras: Iterable[str] = ()
+) -> dict[str, SpecifierSet]:
+    """The torch-family requirements in a core-metadata text, for this marker environment."""
+    from email.parser import HeaderParser
+
+    msg = HeaderParser().parsestr(metadata)
+    out: dict[str, SpecifierSet] = {}
+    wanted = ["", *extras]
+    for line in msg.get_all("Requires-Dist") or []:
+        try:
+            r = Requirement(line)
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(r.name)
+        if name not in TORCH_FAMILY:
+            continue
+        if r.marker is not None and not any(
+            r.marker.evaluate({**markers, "extra": e}) for e in wanted
+        ):
+            continue
+        out[name] = out.get(name, SpecifierSet()) & r.specifier
+    return out
+
+
+def _compatible(f: Any, env: TargetEnv, tags: set[str]) -> bool:
+    if f.yanked is not None:
+        return False
+    if f.requires_python:
+        try:
+            if not SpecifierSet(f.requires_python).contains(env.version, prereleases=True):
+                return False
+        except InvalidSpecifier:
+            pass
+    if f.kind == "wheel":
+        return any(t in tags for t in f.tags)
+    return bool(f.kind == "sdist")
+
+
+def _versions(files: Sequence[Any], env: TargetEnv) -> list[tuple[Version, Any]]:
+    """(version, the file a resolver would take) for each usable version, newest first."""
+    tags = set(env.tags)
+    best: dict[Version, Any] = {}
+    for f in files:
+        if not _compatible(f, env, tags):
+            continue
+        try:
+            v = Version(f.version)
+        except InvalidVersion:
+            continue
+        if v not in best or (best[v].kind != "wheel" and f.kind == "wheel"):
+            best[v] = f
+    return sorted(best.items(), key=lambda kv: kv[0], reverse=True)
+
+
+class _Meta:
+    """Metadata reads from one index, through envsetup.index, cached per file."""
+
+    def __init__(self, url: str):
+        from envsetup.index import open_source
+
+        self.source = open_source(url)
+        self._files: dict[str, Optional[list[Any]]] = {}
+
+    def files(self, name: str) -> list[Any]:
+        if name not in self._files:
+            self._files[name] = self.source.files(name)
+        return self._files[name] or []
+
+    def metadata(self, f: Any) -> Optional[str]:
+        return self.source.metadata(f)
+
+    def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
+
+
+def _direct_constraints(meta: _Meta, reqs: Sequence[str], env: TargetEnv) -> list[Constrains]:
+    """The torch-family pins of the newest version of each direct requirement a resolver
+    would take (its specifier, Requires-Python, the target's tags)."""
+
+    def one(text: str) -> list[Constrains]:
+        r = Requirement(text)
+        if r.url or (r.marker is not None and not r.marker.evaluate(env.markers)):
+            return []
+        name = canonicalize_name(r.name)
+        for v, f in _versions(meta.files(name), env):
+            if r.specifier.contains(v, prereleases=bool(r.specifier.prereleases)):
+                text_meta = meta.metadata(f)
+                if text_meta is None:
+                    return []
+                fam = family_requirements(text_meta, env.markers, r.extras)
+                return [Constrains(name, str(v), k, str(s)) for k, s in fam.items() if str(s)]
+        return []
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return [c for cs in pool.map(one, reqs) for c in cs]
+
+
+def _accepted(plan: Plan) -> list[tuple[str, str]]:
+    """(torch version, variant) of the plan's valid candidates, preferred first, one per
+    version."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for c in plan.candidates:
+        if c.accepted and c.torch not in seen:
+            seen.add(c.torch)
+            out.append((c.torch, c.variant))
+    return out
+
+
+def _combine(specs: Iterable[str]) -> SpecifierSet:
+    out = SpecifierSet()
+    for s in specs:
+        out &= SpecifierSet(s)
+    return out
+
+
+def _fits(spec: SpecifierSet, version: str) -> bool:
+    return spec.contains(Version(version), prereleases=True)
+
+
+def pick_build(
+    profile: Any,
+    request: Request,
+    table: Any,
+    specs: Mapping[str, SpecifierSet],
+    base: Plan,
+) -> Optional[Plan]:
+    """The most preferred valid build whose torch (and companions) satisfy ``specs``, or None.
+
+    ``base`` is ``resolve(profile, request, table)``: its accepted candidates, in the resolver's
+    order of preference, are the machine's valid builds.
+    """
+    from envsetup.resolve import resolve
+
+    torch_spec = specs.get("torch", SpecifierSet())
+    for version, _ in _accepted(base):
+        if not _fits(torch_spec, version):
+            continue
+        plan = resolve(profile, replace(request, torch=f"=={version}"), table)
+        pins = {p.name: p.version for p in plan.pins}
+        if all(
+            _fits(specs[n], pins[n])
+            for n in ("torchvision", "torchaudio")
+            if n in specs and n in pins
+        ):
+            return plan
+    return None
+
+
+def _local_label(profile: Any, request: Request, table: Any, version: str) -> str:
+    from envsetup.resolve import resolve
+
+    try:
+        p = resolve(profile, replace(request, torch=f"=={version}"), table)
+    except NoBuildError:
+        return version
+    return p.local_version or p.torch
+
+
+def _refused_reasons(base: Plan, spec: SpecifierSet) -> list[str]:
+    hard: list[str] = []
+    soft: list[str] = []
+    for c in base.candidates:
+        if c.accepted or not _fits(spec, c.torch):
+            continue
+        for r in c.reasons:
+            bucket = soft if ("ask for --variant" in r or "this machine has no" in r) else hard
+            if r not in bucket:
+                bucket.append(r)
+    reasons = hard or soft
+    kernels: dict[str, list[str]] = {}
+    for r in reasons:
+        m = re.match(r"^(GPU \d+(?: \([^)]*\))?, sm_\d+): no kernels in (\S+)", r)
+        if m:
+            kernels.setdefault(m.group(1), []).append(m.group(2))
+    if kernels and all("no kernels" in r for r in reasons):
+        return [
+            f"none has kernels for {gpu}: {', '.join(dict.fromkeys(vs))} lack them"
+            for gpu, vs in kernels.items()
+        ]
+    return reasons[:2]
+
+
+def _way_out(
+    meta: Optional[_Meta], culprit: Constrains, env: TargetEnv, valid: Sequence[str]
+) -> Optional[str]:
+    """Another release of ``culprit`` whose torch requirement lets a valid build in."""
+    if meta is None or not culprit.version:
+        return None
+    try:
+        versions = [
+            (v, f) for v, f in _versions(meta.files(culprit.name), env) if str(v) != culprit.version
+        ][:12]
+    except EnvsetupError:
+        return None
+
+    def check(item: tuple[Version, Any]) -> Optional[str]:
+        v, f = item
+        text = meta.metadata(f)
+        if text is None:
+            return None
+        spec = family_requirements(text, env.markers).get(culprit.family)
+        if spec is None:
+            return f"{culprit.name} {v} does not pin {culprit.family}"
+        if any(_fits(spec, x) for x in valid):
+            return f"{culprit.name} {v} allows it ({culprit.family}{spec})"
+        return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for found in pool.map(check, versions):
+            if found:
+                return found
+    return None
+
+
+def no_fit_message(
+    profile: Any,
+    request: Request,
+    table: Any,
+    base: Plan,
+    culprits: Sequence[Constrains],
+    env: TargetEnv,
+    meta: Optional[_Meta],
+) -> str:
+    """'libX 1.2 requires torch==2.6.0; no torch 2.6.0 build fits this machine (<reasons>);
+    the first it can run is 2.7.0+cu128: libX 1.3 allows it (torch>=2.7)'."""
+    torch_c = [c for c in culprits if c.family == "torch"] or list(culprits)
+    spec = _combine(c.spec for c in torch_c if c.family == "torch")
+    shown = [c for c in torch_c if not _fits(SpecifierSet(c.spec), base.torch)] or torch_c
+    chain = "; ".join(str(c) for c in shown)
+    wanted = f"torch{spec}" if str(spec) else "that torch"
+    reasons = _refused_reasons(base, spec)
+    if not reasons:
+        reasons = (
+            [f"--torch {request.torch} asks for another"]
+            if request.torch
+            else ["the table knows no such release"]
+        )
+    msg = f"{chain}; no {wanted} build fits this machine ({'; '.join(reasons)})"
+    valid = [v for v, _ in _accepted(base)]
+    if valid:
+        ordered = sorted(Version(x) for x in valid)
+        above = [v for v in ordered if _above(spec, v)]
+        first = str(above[0]) if above else str(ordered[-1])
+        word = "the first" if above else "the newest"
+        msg += f", {word} it can run is {_local_label(profile, request, table, first)}"
+    outs = [w for w in (_way_out(meta, c, env, valid) for c in shown) if w]
+    msg += (": " + "; ".join(outs)) if outs else ""
+    if not outs and all(not c.version for c in shown):
+        msg += ": loosen that requirement, or plan for another machine"
+    elif not outs:
+        msg += ". To make it fit: require another release of " + " or ".join(
+            sorted({c.name for c in shown})
+        )
+    return msg
+
+
+def _above(spec: SpecifierSet, v: Version) -> bool:
+    """Whether ``v`` lies above what ``spec`` allows: it fails an upper bound or a pin."""
+    for s in spec:
+        if s.contains(v, prereleases=True):
+            continue
+        try:
+            bound = Version(s.version.replace(".*", ""))
+        except InvalidVersion:
+            continue
+        if s.operator in ("<", "<=", "==", "===", "~=") and v >= bound:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- resolvers
+
+
+def find_uv() -> Optional[str]:
+    """The uv binary, found as the installer finds it: on PATH, next to our interpreter, or
+    from the ``uv`` package."""
+    import importlib.util
+
+    found = shutil.which("uv")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "uv"
+    if beside.is_file():
+        return str(beside)
+    if importlib.util.find_spec("uv") is not None:
+        try:
+            from uv import find_uv_bin  # type: ignore[import-not-found,unused-ignore]
+
+            return str(find_uv_bin())
+        except Exception:
+            return None
+    return None
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    import importlib
+
+    mod = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    data: dict[str, Any] = mod.loads(text)
+    return data
+
+
+@dataclass
+class _Run:
+    ok: bool
+    argv: tuple[str, ...]
+    packages: list[Locked] = field(default_factory=list)
+    pylock: Optional[str] = None
+    error: str = ""
+    via: dict[str, list[str]] = field(default_factory=dict)  # diagnosis: family -> parents
+    versions: dict[str, str] = field(default_factory=dict)  # diagnosis: name -> version
+    requires: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> family -> spec
+
+
+def _error_tail(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("hint:", "help:"))]
+    return " ".join(keep[-4:])[:800] or "no output"
+
+
+def _family_pins(plan: Plan, extras: Mapping[str, str]) -> list[str]:
+    return [f"{p.name}{extras.get(p.name, '')}=={_pin_version(plan, p)}" for p in plan.pins]
+
+
+def _pin_version(plan: Plan, pin: Any) -> str:
+    """The version to pin: torch's full local version for a PyTorch-index variant (only that
+    build matches it); the public version otherwise (the package index's files carry none,
+    even where torch.__version__ says +cu121)."""
+    if pin.name == "torch" and plan.index_url and plan.local_version:
+        return plan.local_version
+    return str(pin.version)
+
+
+def _uv_project(
+    deps: Sequence[str],
+    torch_index: Optional[str],
+    default_index: Optional[str],
+    family: Iterable[str],
+) -> str:
+    lines = ["[project]", f"name = {_toml_str(PROJECT)}", 'version = "0"', "dependencies = ["]
+    lines += [f"  {_toml_str(d)}," for d in deps]
+    lines += ["]", ""]
+    if torch_index:
+        lines += ["[[tool.uv.index]]", 'name = "pytorch"', f"url = {_toml_str(torch_index)}"]
+        lines += ["explicit = true", ""]
+    if default_index:
+        lines += ["[[tool.uv.index]]", 'name = "default"', f"url = {_toml_str(default_index)}"]
+        lines += ["default = true", ""]
+    names = list(family)
+    if torch_index and names:
+        lines.append("[tool.uv.sources]")
+        lines += [f'{n} = {{ index = "pytorch" }}' for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def _uv_compile(
+    uv: str,
+    env: TargetEnv,
+    work: Path,
+    deps: Sequence[str],
+    constraints: Sequence[str],
+    torch_index: Optional[str],
+    default_index: Optional[str],
+    family: Sequence[str],
+    *,
+    diagnose: bool = False,
+) -> _Run:
+    from envsetup import proc
+
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "pyproject.toml").write_text(
+        _uv_project(deps, torch_index, default_index, family), encoding="utf-8"
+    )
+    out = "requirements.txt" if diagnose else "pylock.toml"
+    argv = [uv, "pip", "compile", "pyproject.toml", "--python", env.python, "--no-header"]
+    argv += ["--output-file", out]
+    if diagnose:
+        argv += ["--annotation-style", "split"]
+    else:
+        argv.append("--quiet")
+    if constraints:
+        (work / "constraints.txt").write_text("\n".join(constraints) + "\n", encoding="utf-8")
+        argv += ["--constraints", "constraints.txt"]
+    res = proc.run(argv, timeout=600, cwd=work, env=proc.clean_env())
+    run = _Run(ok=res.ok, argv=tuple(argv))
+    if not res.ok:
+        run.error = res.error or _error_tail(res.stderr)
+        return run
+    text = (work / out).read_text(encoding="utf-8")
+    if diagnose:
+        _parse_annotated(text, run)
+        return run
+    run.pylock = text
+    for pkg in _toml_loads(text).get("packages", []):
+        name = canonicalize_name(str(pkg["name"]))
+        wheels = pkg.get("wheels") or []
+        sd = pkg.get("sdist")
+        f = wheels[0] if wheels else (sd or {})
+        hashes = f.get("hashes") or {}
+        run.packages.append(
+            Locked(
+                name=name,
+                version=str(pkg.get("version", "")),
+                source="",
+                index=pkg.get("index"),
+                url=f.get("url"),
+                sha256=hashes.get("sha256"),
+                kind="wheel" if wheels else "sdist",
+            )
+        )
+    return run
+
+
+def _parse_annotated(text: str, run: _Run) -> None:
+    """uv's requirements output with ``# via`` annotations: versions, and who pulls whom."""
+    current: Optional[str] = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==(\S+)", line)
+        if m:
+            current = canonicalize_name(m.group(1))
+            run.versions[current] = m.group(3)
+            continue
+        if current in TORCH_FAMILY and line.startswith("#"):
+            body = line.lstrip("#").strip()
+            if body.startswith("via"):
+                body = body[3:].strip()
+            name = body.split(" ", 1)[0]
+            if name and not name.startswith("-"):
+                run.via.setdefault(current, []).append(canonicalize_name(name))
+
+
+def _pip_prefix(python: str) -> list[str]:
+    from envsetup import proc
+
+    res = proc.run([python, "-I", "-c", "import pip"], timeout=60)
+    if res.ok:
+        return [python, "-m", "pip"]
+    return [sys.executable, "-m", "pip", "--python", python]
+
+
+def _pip_report(
+    env: TargetEnv,
+    work: Path,
+    lines: Sequence[str],
+    constraints: Sequence[str],
+    default_index: Optional[str],
+) -> _Run:
+    from envsetup import proc
+
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = work / "report.json"
+    argv = [*_pip_prefix(env.python), "install", "--dry-run", "--ignore-installed", "--quiet"]
+    argv += ["--report", str(report), "-r", str(work / "requirements.txt")]
+    if default_index:
+        argv += ["--index-url", default_index]
+    if constraints:
+        (work / "constraints.txt").write_text("\n".join(constraints) + "\n", encoding="utf-8")
+        argv += ["--constraint", str(work / "constraints.txt")]
+    res = proc.run(argv, timeout=1800, env=proc.clean_env())
+    run = _Run(ok=res.ok, argv=tuple(argv))
+    if not res.ok:
+        run.error = res.error or _error_tail(res.stderr + "\n" + res.stdout)
+        return run
+    data = json.loads(report.read_text(encoding="utf-8"))
+    for item in data.get("install", []):
+        md = item.get("metadata") or {}
+        name = canonicalize_name(str(md.get("name", "")))
+        info = item.get("download_info") or {}
+        archive = info.get("archive_info") or {}
+        hashes = archive.get("hashes") or {}
+        sha = hashes.get("sha256")
+        if sha is None and str(archive.get("hash", "")).startswith("sha256="):
+            sha = str(archive["hash"])[7:]
+        url = info.get("url")
+        kind = "wheel" if url and url.split("#", 1)[0].endswith(".whl") else "sdist"
+        run.packages.append(
+            Locked(
+                name=name,
+                version=str(md.get("version", "")),
+                source="url" if item.get("is_direct") else "",
+                url=url,
+                sha256=sha,
+                kind=kind,
+                requested=bool(item.get("requested")),
+            )
+        )
+        run.versions[name] = str(md.get("version", ""))
+        fam: dict[str, str] = {}
+        for r in md.get("requires_dist") or []:
+            try:
+                req = Requirement(r)
+            except InvalidRequirement:
+                continue
+            n = canonicalize_name(req.name)
+            if n in TORCH_FAMILY and (req.marker is None or req.marker.evaluate(env.markers)):
+                fam[n] = str(req.specifier)
+        if fam:
+            run.requires[name] = fam
+    return run
+
+
+def choose_wheel(files: Sequence[Any], version: str, env: TargetEnv, local: Optional[str]) -> Any:
+    """The wheel of ``version`` that the target takes first (its best tag), from an index
+    listing; ``local`` prefers that local label when the version has none written."""
+    rank = {t: i for i, t in enumerate(env.tags)}
+    tags = set(env.tags)
+    want = Version(version)
+    best: Optional[tuple[tuple[int, int], Any]] = None
+    for f in files:
+        if f.kind != "wheel" or not _compatible(f, env, tags):
+            continue
+        try:
+            v = Version(f.version)
+        except InvalidVersion:
+            continue
+        if want.local is not None:
+            if v != want:
+                continue
+        elif v.public != want.public:
+            continue
+        label_rank = 0 if (want.local is not None or v.local == local) else 1
+        key = (label_rank, min(rank[t] for t in f.tags if t in rank))
+        if best is None or key < best[0]:
+            best = (key, f)
+    return best[1] if best else None
+
+
+# --------------------------------------------------------------------------- the whole
+
+
+def _family_extras(user: UserRequirements) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for text in user.torch:
+        r = Requirement(text)
+        if r.extras:
+            out[canonicalize_name(r.name)] = "[" + ",".join(sorted(r.extras)) + "]"
+    return out
+
+
+def _user_specs(user: UserRequirements, markers: Mapping[str, str]) -> dict[str, SpecifierSet]:
+    out: dict[str, SpecifierSet] = {}
+    for text in user.torch:
+        r = Requirement(text)
+        if r.marker is not None and not r.marker.evaluate(dict(markers)):
+            continue
+        n = canonicalize_name(r.name)
+        out[n] = out.get(n, SpecifierSet()) & r.specifier
+    return out
+
+
+def resolve_stack(
+    profile: Any,
+    request: Request,
+    table: Any,
+    user: UserRequirements,
+    *,
+    python: str,
+    resolver: Optional[str] = None,
+    default_index: Optional[str] = None,
+    torch_index: Optional[str] = None,
+    work_dir: Optional[Path] = None,
+) -> Stack:
+    """Resolve ``user``'s requirements with this machine's torch build, for ``python``.
+
+    ``request`` is the torch request (``--torch``, ``--variant``, ``--with``); the user's own
+    torch-family requirements narrow it. ``resolver`` is ``uv`` or ``pip`` (None: uv when
+    found). ``default_index`` is the index for everything but the torch family (None: the
+    installer's own default, as its configuration says); ``torch_index`` replaces the plan's
+    PyTorch variant index (``install --index-url``). Raises NoBuildError (exit 4) when no valid
+    build fits the requirements, StackError (exit 1) when the resolver finds no set for another
+    reason, UsageError for a bad requirement.
+    """
+    from envsetup.index import default_index_url
+    from envsetup.resolve import resolve
+
+    start = time.monotonic()
+    chosen = resolver or ("uv" if find_uv() else "pip")
+    if chosen not in RESOLVERS:
+        raise UsageError(f"resolver {chosen!r}: choose uv or pip")
+    uv = find_uv() if chosen == "uv" else None
+    if chosen == "uv" and uv is None:
+        raise UsageError("uv is not installed: install it (pip install uv) or resolve with pip")
+    env = target_env(python)
+    notes: list[str] = []
+
+    specs = _user_specs(user, env.markers)
+    wants = {canonicalize_name(Requirement(t).name) for t in user.torch}
+    request = replace(
+        request,
+        vision=request.vision or "torchvision" in wants,
+        audio=request.audio or "torchaudio" in wants,
+    )
+    base = resolve(profile, request, table)  # the machine's valid builds for --torch/--variant
+    meta_url = default_index or default_index_url()
+    meta: Optional[_Meta] = _Meta(meta_url)
+    try:
+        try:
+            direct = _direct_constraints(meta, user.requirements, env) if meta else []
+        except EnvsetupError as exc:  # the index cannot be read here: the resolver will say
+            notes.append(f"the requirements' torch pins were not read first: {exc.message}")
+            direct, meta = [], None
+        plan = _constrained(profile, request, table, base, specs, direct, env, meta, notes)
+        extras = _family_extras(user)
+        work = Path(tempfile.mkdtemp(prefix="envsetup-stack-", dir=work_dir))
+        try:
+            for attempt in range(3):
+                run = _attempt(chosen, uv, env, work / f"try{attempt}", plan, user, extras,
+                               torch_index, default_index)  # fmt: skip
+                if run.ok:
+                    pulled = _pulled_companions(run, plan)
+                    if not pulled:
+                        break
+                    request = replace(
+                        request,
+                        vision=request.vision or "torchvision" in pulled,
+                        audio=request.audio or "torchaudio" in pulled,
+                    )
+                    plan = resolve(profile, replace(request, torch=f"=={plan.torch}"), table)
+                    missing = [n for n in pulled if n not in {p.name for p in plan.pins}]
+                    if missing:
+                        raise NoBuildError(
+                            f"the requirements need {', '.join(missing)}, which torch "
+                            f"{plan.torch} has no release of: require a torch with one"
+                        )
+                    notes.append(
+                        f"{', '.join(pulled)} pulled in by the requirements: taken from the "
+                        "PyTorch index too"
+                    )
+                    continue
+                culprits = _diagnose(chosen, uv, env, work / f"why{attempt}", user, default_index,
+                                     meta)  # fmt: skip
+                bad = _excluding(culprits, plan)
+                if not bad:
+                    raise StackError(
+                        f"the requirements cannot be resolved with torch "
+                        f"{plan.local_version or plan.torch}: {run.error}"
+                    )
+                new_specs = dict(specs)
+                for c in culprits:
+                    new_specs[c.family] = new_specs.get(c.family, SpecifierSet()) & SpecifierSet(
+                        c.spec
+                    )
+                new = pick_build(profile, request, table, new_specs, base)
+                if new is None:
+                    raise NoBuildError(
+                        no_fit_message(profile, request, table, base, culprits, env, meta)
+                    )
+                notes.append(
+                    f"torch {new.local_version or new.torch}, not "
+                    f"{plan.local_version or plan.torch}: " + "; ".join(str(c) for c in bad)
+                )
+                plan, specs = new, new_specs
+            else:
+                raise StackError(f"the requirements could not be resolved: {run.error}")
+            packages = _label(run.packages, plan, user, torch_index, default_index)
+            _check_trap(packages, plan)
+            builds = build_needs(packages, plan, run, env, meta)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if meta is not None:
+            meta.close()
+    return Stack(
+        plan=plan,
+        packages=tuple(packages),
+        resolver=chosen,
+        python=python,
+        requirements=user.requirements,
+        constraints=user.constraints,
+        torch_index=torch_index or plan.index_url,
+        default_index=default_index,
+        command=run.argv,
+        pylock=run.pylock,
+        builds=tuple(builds),
+        notes=tuple(dict.fromkeys(notes)),
+        seconds=round(time.monotonic() - start, 3),
+    )
+
+
+def _constrained(
+    profile: Any,
+    request: Request,
+    table: Any,
+    base: Plan,
+    specs: dict[str, SpecifierSet],
+    direct: list[Constrains],
+    env: TargetEnv,
+    meta: Optional[_Meta],
+    notes: list[str],
+) -> Plan:
+    """The plan after the user's own torch requirements and their direct requirements' pins."""
+    for c in direct:
+        specs[c.family] = specs.get(c.family, SpecifierSet()) & SpecifierSet(c.spec)
+    if not specs:
+        return base
+    plan = pick_build(profile, request, table, specs, base)
+    if plan is None:
+        culprits = direct or [
+            Constrains("the requirements", "", n, str(s)) for n, s in specs.items()
+        ]
+        raise NoBuildError(no_fit_message(profile, request, table, base, culprits, env, meta))
+    if plan.torch != base.torch and direct:
+        notes.append(
+            f"torch {plan.local_version or plan.torch}, not {base.local_version or base.torch}: "
+            + "; ".join(str(c) for c in direct if c.family == "torch")
+        )
+    return plan
+
+
+def _attempt(
+    chosen: str,
+    uv: Optional[str],
+    env: TargetEnv,
+    work: Path,
+    plan: Plan,
+    user: UserRequirements,
+    extras: Mapping[str, str],
+    torch_index: Optional[str],
+    default_index: Optional[str],
+) -> _Run:
+    index = torch_index or plan.index_url
+    pins = _family_pins(plan, extras)
+    if chosen == "uv":
+        assert uv is not None
+        return _uv_compile(
+            uv, env, work, [*pins, *user.requirements], user.constraints, index, default_index,
+            [p.name for p in plan.pins] if index else [],
+        )  # fmt: skip
+    lines = list(pins)
+    if index:
+        lines = _direct_pins(plan, index, env, extras)
+    return _pip_report(env, work, [*lines, *user.requirements], user.constraints, default_index)
+
+
+def _direct_pins(plan: Plan, index: str, env: TargetEnv, extras: Mapping[str, str]) -> list[str]:
+    """``torch @ URL#sha256=...`` for each pin: the exact wheel of the variant index."""
+    from envsetup.index import Index
+
+    local = (plan.local_version or "").partition("+")[2] or None
+    out = []
+    with Index(index) as idx:
+        for p in plan.pins:
+            version = _pin_version(plan, p)
+            files = idx.files(p.name) or []
+            f = choose_wheel(files, version, env, local)
+            if f is None:
+                raise StackError(
+                    f"the index {idx.display} has no {p.name} {version} wheel for "
+                    f"{env.python} (Python {env.version}): check the mirror, or plan again"
+                )
+            url = f.url.split("#", 1)[0] + (f"#sha256={f.sha256}" if f.sha256 else "")
+            out.append(f"{p.name}{extras.get(p.name, '')} @ {url}")
+    return out
+
+
+def _excluding(culprits: Sequence[Constrains], plan: Plan) -> list[Constrains]:
+    """The constraints that the plan's torch (or a pinned companion) does not satisfy."""
+    pins = {p.name: p.version for p in plan.pins}
+    return [
+        c for c in culprits if c.family in pins and not _fits(SpecifierSet(c.spec), pins[c.family])
+    ]
+
+
+def _pulled_companions(run: _Run, plan: Plan) -> list[str]:
+    pinned = {p.name for p in plan.pins}
+    return [p.name for p in run.packages if p.name in TORCH_FAMILY and p.name not in pinned]
+
+
+def _diagnose(
+    chosen: str,
+    uv: Optional[str],
+    env: TargetEnv,
+    work: Path,
+    user: UserRequirements,
+    default_index: Optional[str],
+    meta: Optional[_Meta],
+) -> list[Constrains]:
+    """Resolve the requirements with torch unpinned (a dry run, never installed) and return the
+    packages that constrain the torch family."""
+    out: list[Constrains] = []
+    if chosen == "uv":
+        assert uv is not None
+        run = _uv_compile(
+            uv, env, work, list(user.requirements), user.constraints, None, default_index, [],
+            diagnose=True,
+        )  # fmt: skip
+        if not run.ok or meta is None:
+            return out
+        parents = sorted({p for ps in run.via.values() for p in ps if p in run.versions})
+
+        def read(name: str) -> list[Constrains]:
+            assert meta is not None
+            version = run.versions[name]
+            for f in meta.files(name):
+                if f.version == version or _same(f.version, version):
+                    text = meta.metadata(f)
+                    if text:
+                        fam = family_requirements(text, env.markers)
+                        return [
+                            Constrains(name, version, k, str(s)) for k, s in fam.items() if str(s)
+                        ]
+                    break
+            return []
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for cs in pool.map(read, parents):
+                out.extend(cs)
+        return out
+    run = _pip_report(env, work, list(user.requirements), user.constraints, default_index)
+    if not run.ok:
+        return out
+    for name, fam in sorted(run.requires.items()):
+        out += [Constrains(name, run.versions[name], k, s) for k, s in fam.items() if s]
+    return out
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return False
+
+
+def _label(
+    packages: Sequence[Locked],
+    plan: Plan,
+    user: UserRequirements,
+    torch_index: Optional[str],
+    default_index: Optional[str],
+) -> list[Locked]:
+    index = torch_index or plan.index_url
+    asked = {canonicalize_name(Requirement(r).name) for r in user.requirements}
+    pinned = {p.name for p in plan.pins}
+    out = []
+    for p in packages:
+        if p.name in pinned and index:
+            source, where = "pytorch", index
+        elif p.source == "url":
+            source, where = "url", None
+        else:
+            source, where = "index", p.index or default_index
+        out.append(replace(p, source=source, index=where, requested=p.name in asked | pinned))
+    return sorted(out, key=lambda p: (p.name not in TORCH_FAMILY, p.name))
+
+
+def _check_trap(packages: Sequence[Locked], plan: Plan) -> None:
+    """The resolved torch must be the planned build: never the package index's plain one."""
+    torch = next((p for p in packages if p.name == "torch"), None)
+    if torch is None:
+        raise StackError("the resolver returned no torch: this is a bug in envsetup")
+    want = plan.local_version if plan.index_url and plan.local_version else plan.torch
+    if Version(torch.version) != Version(want):
+        raise StackError(
+            f"the resolver chose torch {torch.version}, not the planned {want}: refusing it "
+            f"(source {torch.url})"
+        )
+
+
+def build_needs(
+    packages: Sequence[Locked], plan: Plan, run: _Run, env: TargetEnv, meta: Optional[_Meta]
+) -> list[BuildNeed]:
+    """The packages with no wheel for the target, and what building them needs."""
+    out = []
+    for p in packages:
+        if p.kind != "sdist":
+            continue
+        against = "torch" in run.requires.get(p.name, {})
+        if not against and meta is not None:
+            try:
+                for f in meta.files(p.name):
+                    if f.kind == "sdist" and _same(f.version, p.version):
+                        text = meta.metadata(f)
+                        against = bool(text and "torch" in family_requirements(text, env.markers))
+                        break
+            except EnvsetupError:
+                pass
+        out.append(BuildNeed(p.name, p.version, against, tuple(toolkit_needs(plan, against))))
+    return out
+
+
+def toolkit_needs(plan: Plan, against_torch: bool) -> list[str]:
+    """What compiling a package needs, in words; against torch, the nvcc of torch's CUDA major
+    (torch.utils.cpp_extension refuses a CUDA major other than the one torch was built with)."""
+    needs = ["a C/C++ compiler"]
+    if against_torch and plan.cuda:
+        major = plan.cuda.split(".")[0]
+        needs.append(
+            f"nvcc from CUDA {major}.x (torch {plan.local_version or plan.torch} is built with "
+            f"CUDA {plan.cuda}; set CUDA_HOME to that toolkit)"
+        )
+    if against_torch:
+        needs.append("torch installed first (build isolation off: pip --no-build-isolation)")
+    return needs
+
+
+def toolkit_problems(torch_cuda: Optional[str], nvcc_version: Optional[str]) -> list[str]:
+    """What is wrong with the CUDA toolkit for compiling extensions against the installed torch
+    (doctor): no nvcc, or an nvcc of another CUDA major than torch's build."""
+    if not torch_cuda:
+        return []
+    major = torch_cuda.split(".")[0]
+    if not nvcc_version:
+        return [f"no nvcc found: extensions for this torch need nvcc from CUDA {major}.x"]
+    have = nvcc_version.split(".")[0]
+    if have != major:
+        return [
+            f"nvcc is CUDA {nvcc_version} but torch is built with CUDA {torch_cuda}: "
+            f"torch.utils.cpp_extension refuses a different CUDA major; install CUDA {major}.x "
+            "and point CUDA_HOME at it"
+        ]
+    return []
