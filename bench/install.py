@@ -1,18 +1,21 @@
 """envsetup install's overhead over the raw installer, on the same local index and wheels.
 
 Serves the real CPU torch wheel and its dependencies on 127.0.0.1, then for pip and for uv
-times, in a fresh venv each run: the raw ``install --index-url`` and ``envsetup install --yes
---no-verify --plan-file``. Prints the figures; asserts nothing.
+times, in a fresh venv each run, side by side: the raw ``install --index-url`` of the same set
+and ``envsetup install --yes --no-verify --plan-file``. Prints the figures; asserts nothing.
 
-    python bench/install.py [runs]
+    python bench/install.py [runs] [pip|uv ...]
 
-The pip and uv caches are shared by all runs (the first raw run fills them), so the medians
-compare warm-cache installs. Each envsetup run's step times come from its install log.
+The pip and uv caches are shared by all runs, and one unmeasured round of each fills them,
+so the medians compare warm-cache installs. The raw installer and envsetup take turns at going
+first (the second of a pair finds the other's files in the OS cache). Each envsetup run's step times come from its
+install log. pip and uv read no configuration of this machine (PIP_CONFIG_FILE=/dev/null,
+UV_NO_CONFIG=1): only the served index.
 """
 
 from __future__ import annotations
 
-import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
 from conftest import TORCH_VERSION, make_venv  # noqa: E402
-from envsetup.install.backends import find_uv  # noqa: E402
+from envsetup.install.backends.uv import find_uv  # noqa: E402
 from indexserver import IndexServer  # noqa: E402
 from test_install import hermetic_env, make_plan, write_plan  # noqa: E402
 
@@ -37,51 +40,65 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    wanted = sys.argv[2:] or ["pip", "uv"]
     tmp = Path(tempfile.mkdtemp(prefix="envsetup-bench-"))
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", f"torch=={TORCH_VERSION}",
                     "--only-binary=:all:", "-d", str(tmp / "idx" / "cpu")], check=True)  # fmt: skip
     uv = find_uv()
-    with IndexServer(tmp / "idx") as server:
-        url = server.index("cpu")
-        plan = write_plan(
-            tmp, make_plan(torch=TORCH_VERSION, variant="cpu", cuda=None, vision=None)
+    rows = []
+    try:
+        with IndexServer(tmp / "idx") as server:
+            url = server.index("cpu")
+            plan = write_plan(
+                tmp, make_plan(torch=TORCH_VERSION, variant="cpu", cuda=None, vision=None)
+            )
+            env = hermetic_env(tmp)
+            pins = [f"torch=={TORCH_VERSION}+cpu"]
+            for installer in wanted:
+                if installer == "uv" and not uv:
+                    print("uv: not installed, skipped")
+                    continue
+                raw, ours = [], []
+                for i in range(runs + 1):  # round 0 fills the caches and is not counted
+                    raw_py = make_venv(tmp / f"raw-{installer}-{i}")
+                    ours_py = make_venv(tmp / f"ours-{installer}-{i}")
+                    argv = (
+                        [str(raw_py), "-m", "pip", "install", "--index-url", url, *pins]
+                        if installer == "pip"
+                        else [str(uv), "pip", "install", "--python", str(raw_py), "--index-url",
+                              url, *pins]
+                    )  # fmt: skip
+                    mine = [sys.executable, "-m", "envsetup", "install", "--yes", "--no-verify",
+                            "--plan-file", plan, "--python", str(ours_py),
+                            "--installer", installer, "--index-url", url]  # fmt: skip
+                    if i % 2:
+                        r, o = timed(argv, env), timed(mine, env)
+                    else:
+                        o, r = timed(mine, env), timed(argv, env)
+                    logs = sorted((tmp / "cache" / "envsetup" / "logs").glob("install-*.log"))
+                    steps = [ln[8:].split(" (")[0] for ln in logs[-1].read_text().splitlines()
+                             if ln.startswith("# time: ")]  # fmt: skip
+                    label = "warm-up" if i == 0 else f"run {i}"
+                    print(f"  {installer} {label}: raw {r:.2f} s, envsetup {o:.2f} s "
+                          f"[{', '.join(steps)}]", flush=True)  # fmt: skip
+                    if i:
+                        raw.append(r)
+                        ours.append(o)
+                    shutil.rmtree(tmp / f"raw-{installer}-{i}", ignore_errors=True)
+                    shutil.rmtree(tmp / f"ours-{installer}-{i}", ignore_errors=True)
+                rows.append((installer, statistics.median(raw), statistics.median(ours)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nmedian of {runs} warm runs, same index, same set ({' '.join(pins)} and its deps):")
+    print(f"{'installer':<10} {'raw':>9} {'envsetup':>10} {'overhead':>20}")
+    for installer, r, o in rows:
+        print(
+            f"{installer:<10} {r:>7.2f} s {o:>8.2f} s {o - r:>+9.2f} s ({(o - r) / r * 100:+5.1f} %)"
         )
-        env = hermetic_env(tmp)
-        print(f"default installer: {'uv' if uv else 'pip'} (uv {'found' if uv else 'absent'})")
-        for installer in ("pip", "uv"):
-            if installer == "uv" and not uv:
-                continue
-            raw, ours = [], []
-            for i in range(runs):
-                py = make_venv(tmp / f"raw-{installer}-{i}")
-                argv = (
-                    [str(py), "-m", "pip", "install", "--index-url", url, f"torch=={TORCH_VERSION}"]
-                    if installer == "pip"
-                    else [
-                        uv,
-                        "pip",
-                        "install",
-                        "--python",
-                        str(py),
-                        "--index-url",
-                        url,
-                        f"torch=={TORCH_VERSION}",
-                    ]
-                )
-                raw.append(timed(argv, env))
-                py = make_venv(tmp / f"ours-{installer}-{i}")
-                ours.append(timed([sys.executable, "-m", "envsetup", "install", "--yes", "--no-verify",
-                                   "--plan-file", plan, "--python", str(py),
-                                   "--installer", installer, "--index-url", url], env))  # fmt: skip
-                logs = sorted((tmp / "cache" / "envsetup" / "logs").glob("install-*.log"))
-                steps = [ln[8:].split(" (")[0] for ln in logs[-1].read_text().splitlines()
-                         if ln.startswith("# time: ")]  # fmt: skip
-                print(f"  {installer} run {i}: raw {raw[-1]:.2f} s, envsetup {ours[-1]:.2f} s "
-                      f"[{', '.join(steps)}]", flush=True)  # fmt: skip
-            r, o = statistics.median(raw), statistics.median(ours)
-            print(f"{installer}: raw {r:.2f} s, envsetup {o:.2f} s, overhead {o - r:+.2f} s "
-                  f"({(o - r) / r * 100:+.1f} %), median of {runs}")  # fmt: skip
-    os.system(f"rm -rf {tmp}")
+    goals = {"pip": lambda r, o: (o - r) / r <= 0.03, "uv": lambda r, o: o - r <= 0.3}
+    said = {"pip": "pip within 3 %", "uv": "warm uv within 0.3 s"}
+    for installer, r, o in rows:
+        print(f"target {said[installer]}: {'met' if goals[installer](r, o) else 'NOT met'}")
 
 
 if __name__ == "__main__":

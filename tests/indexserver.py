@@ -64,18 +64,61 @@ def build_wheel(
     return path
 
 
-def torch_wheel(dest: Path, version: str, cuda: Optional[str], *, bulk: int = 0) -> Path:
+def torch_wheel(
+    dest: Path,
+    version: str,
+    cuda: Optional[str],
+    *,
+    bulk: int = 0,
+    data: bool = False,
+    requires: Iterable[str] = (),
+) -> Path:
     """A tiny torch: ``import torch`` gives ``__version__`` and ``version.cuda``.
 
     ``bulk`` adds that many 64 KiB files of random bytes, so that installing takes a while.
+    ``data`` adds what a wheel may put outside site-packages: a man page (``.data/data/``, under
+    the prefix's share/) and a script (``.data/scripts/``, in bin/).
     """
     files = {
         "torch/__init__.py": b"from torch import version\n__version__ = version.__version__\n",
         "torch/version.py": f"__version__ = {version!r}\ncuda = {cuda!r}\n".encode(),
     }
+    if data:
+        files[f"torch-{version}.data/data/share/man/man1/torch-{version}.1"] = b".TH TORCH 1\n"
+        files[f"torch-{version}.data/scripts/torch-config"] = b"#!/bin/sh\necho torch\n"
     for i in range(bulk):
         files[f"torch/lib/blob{i:05d}.bin"] = os.urandom(64 * 1024)
-    return build_wheel(dest, "torch", version, files=files, scripts=["torchrun"])
+    return build_wheel(dest, "torch", version, files=files, scripts=["torchrun"], requires=requires)
+
+
+def write_simple_tree(wheels: Path, dest: Path) -> str:
+    """Lay ``wheels/*.whl`` out as a PEP 503 index in ``dest`` (``dest/<project>/index.html``
+    with relative links to ``dest/files/``, what pip and uv read from a file:// mirror) and
+    return its file:// URL. The wheels are hard-linked, not copied."""
+    from urllib.parse import quote
+
+    (dest / "files").mkdir(parents=True, exist_ok=True)
+    projects: dict[str, list[Path]] = {}
+    for f in sorted(wheels.glob("*.whl")):
+        target = dest / "files" / f.name
+        if not target.exists():
+            try:
+                os.link(f, target)
+            except OSError:
+                target.write_bytes(f.read_bytes())
+        projects.setdefault(_norm(f.name.split("-")[0]), []).append(f)
+    for project, found in projects.items():
+        (dest / project).mkdir(exist_ok=True)
+        links = []
+        for f in found:
+            sha = hashlib.sha256(f.read_bytes()).hexdigest()
+            href = f"../files/{quote(f.name)}#sha256={sha}"
+            links.append(f'<a href="{html.escape(href)}">{html.escape(f.name)}</a><br/>')
+        body = "<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n"
+        (dest / project / "index.html").write_text(body, encoding="utf-8")
+    top = "".join(f'<a href="{p}/">{p}</a><br/>\n' for p in sorted(projects))
+    (dest / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{top}</body></html>\n")
+    return dest.absolute().as_uri()
 
 
 def companion_wheel(dest: Path, name: str, version: str, torch: str) -> Path:

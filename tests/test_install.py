@@ -7,14 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
 
 from conftest import make_venv
-from envsetup.install import backends
+from envsetup.install.backends.uv import find_uv
 from envsetup.install.export import export
 from envsetup.install.target import probe
 from envsetup.plan import Pin, Plan
@@ -121,13 +120,19 @@ def test_install_into_fresh_venv(installer: str, index: IndexServer, tmp_path: P
     assert torch_in(py) == ("2.4.1+cu121", "12.1")
     assert "torchvision==0.19.1+cu121" in freeze(py)
     assert sorted(doc["changed"]) == ["torch 2.4.1+cu121 added", "torchvision 0.19.1+cu121 added"]
-    # The install step ran offline from the stage.
-    assert "--no-index" in doc["commands"][1]
-    if installer == "uv":  # resolved for this interpreter into a lock, installed from the lock
-        assert doc["resolve"][1:3] == ["pip", "compile"] and str(py) in doc["resolve"]
-        assert "--offline" in doc["commands"][1] and doc["commands"][1][-1].endswith("pylock.toml")
-    else:
-        assert doc["resolve"] is None
+    # One step: the installer fetches every file before it changes anything.
+    assert [s["step"] for s in doc["steps"]] == ["install"]
+    argv = doc["commands"][0]
+    if installer == "uv":  # the pins bound to the index in a generated pyproject
+        assert argv[1:5] == ["pip", "install", "--python", str(py)]
+        assert argv[-2] == "-r" and argv[-1].endswith("pyproject.toml")
+    else:  # the configuration's extra sources set aside for the install
+        assert argv[:4] == [str(py), "-m", "pip", "install"]
+        assert doc["steps"][0]["env"]["PIP_FIND_LINKS"].strip() == ""
+    # The log is private; the work directory is gone.
+    log = Path(doc["log"])
+    assert log.stat().st_mode & 0o777 == 0o600 and log.parent.stat().st_mode & 0o777 == 0o700
+    assert [p.name for p in (tmp_path / "cache" / "envsetup").iterdir()] == ["logs"]
     # An upgrade over an existing install: the other variant replaces the first.
     plan2 = write_plan(tmp_path, make_plan(variant="cu118", cuda="11.8"))
     args[args.index("--plan-file") + 1] = plan2
@@ -156,17 +161,71 @@ def test_dry_run_changes_nothing(index: IndexServer, tmp_path: Path) -> None:
     py = make_venv(tmp_path / "venv")
     before = freeze(py)
     plan = write_plan(tmp_path, make_plan())
+    seen = len(index.requests)
     cp = envsetup(
         "install", "--yes", "--dry-run", "--plan-file", plan, "--python", str(py),
         "--installer", "pip", "--index-url", index.index("cu121"), env=hermetic_env(tmp_path),
     )  # fmt: skip
     assert cp.returncode == 0, cp.stderr
     lines = [ln for ln in cp.stdout.splitlines() if not ln.startswith("#")]
-    assert lines[0].split()[:4] == [str(py), "-m", "pip", "download"]
+    assert len(lines) == 1
+    assert lines[0].startswith("PIP_EXTRA_INDEX_URL=' ' PIP_FIND_LINKS=' ' PIP_USER=0 ")
+    assert f"{py} -m pip install " in lines[0]
     assert f"--index-url {index.index('cu121')}" in lines[0]
-    assert "--no-index" in lines[1] and lines[1].endswith("torch==2.4.1 torchvision==0.19.1")
+    assert lines[0].endswith("torch==2.4.1+cu121 torchvision==0.19.1+cu121")
     assert freeze(py) == before
-    assert not any("/files/" in r for r in index.requests if "dry" in r)
+    assert len(index.requests) == seen  # nothing was fetched
+    assert not (tmp_path / "cache" / "envsetup").exists()
+
+
+@pytest.mark.timeout(60)
+def test_dry_run_of_a_new_venv_names_the_venv(index: IndexServer, tmp_path: Path) -> None:
+    venv = tmp_path / "new"
+    plan = write_plan(tmp_path, make_plan())
+    for installer in ("pip", "uv"):
+        cp = envsetup(
+            "install", "--yes", "--dry-run", "--plan-file", plan, "--venv", str(venv),
+            "--installer", installer, "--index-url", index.index("cu121"),
+            env=hermetic_env(tmp_path),
+        )  # fmt: skip
+        assert cp.returncode == 0, cp.stderr
+        lines = [ln for ln in cp.stdout.splitlines() if not ln.startswith("#")]
+        assert lines[0] == f"{sys.executable} -m venv {venv}"
+        new_python = str(venv / "bin" / "python")
+        assert new_python in lines[1] and sys.executable not in lines[1], lines
+        assert f"# {installer} into {new_python} (a new venv)" in cp.stdout
+        assert not venv.exists()
+    doc = json.loads(envsetup(
+        "install", "--yes", "--dry-run", "--json", "--plan-file", plan, "--venv", str(venv),
+        "--installer", "pip", "--index-url", index.index("cu121"), env=hermetic_env(tmp_path),
+    ).stdout)  # fmt: skip
+    assert doc["create_venv"] == [sys.executable, "-m", "venv", str(venv)]
+    assert doc["python"] == str(venv / "bin" / "python")
+    assert doc["commands"][0][0] == str(venv / "bin" / "python")
+
+
+@pytest.mark.timeout(120)
+def test_an_installed_plan_is_a_no_op(index: IndexServer, tmp_path: Path) -> None:
+    py = make_venv(tmp_path / "venv")
+    plan = write_plan(tmp_path, make_plan())
+    env = hermetic_env(tmp_path)
+    args = ["install", "--yes", "--no-verify", "--plan-file", plan, "--python", str(py),
+            "--installer", "pip", "--index-url", index.index("cu121")]  # fmt: skip
+    assert envsetup(*args, env=env).returncode == 0
+    logs = sorted((tmp_path / "cache" / "envsetup" / "logs").iterdir())
+    seen = len(index.requests)
+    for extra in ([], ["--dry-run"]):
+        cp = envsetup(*args, *extra, env=env)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout == f"already installed: torch 2.4.1+cu121 (cu121) in {py}; nothing to do\n"
+    assert json.loads(envsetup(*args, "--json", env=env).stdout)["already_installed"] is True
+    assert len(index.requests) == seen  # no index read, no installer run
+    assert sorted((tmp_path / "cache" / "envsetup" / "logs").iterdir()) == logs
+    # Another build of the same version is not "installed": the cu118 plan runs.
+    other = write_plan(tmp_path, make_plan(variant="cu118", cuda="11.8"))
+    cp = envsetup("install", "--yes", "--no-verify", "--dry-run", "--plan-file", other,
+                  "--python", str(py), "--installer", "pip", env=env)  # fmt: skip
+    assert cp.returncode == 0 and "already installed" not in cp.stdout
 
 
 @pytest.mark.timeout(60)
@@ -260,7 +319,7 @@ def test_uv_export_resolves_with_real_uv(index: IndexServer, tmp_path: Path) -> 
         "[project]\n", f'[project]\nname = "demo"\nversion = "0"\nrequires-python = ">={PY}"\n'
     )
     (project / "pyproject.toml").write_text(body)
-    uv = backends.find_uv()
+    uv = find_uv()
     assert uv is not None
     env = hermetic_env(tmp_path, UV_PYTHON=sys.executable)
     cp = subprocess.run([uv, "lock"], cwd=project, capture_output=True, text=True, env=env)
@@ -271,22 +330,42 @@ def test_uv_export_resolves_with_real_uv(index: IndexServer, tmp_path: Path) -> 
 
 
 def test_conda_commands_exact(tmp_path: Path) -> None:
+    from envsetup.install import backends
+    from envsetup.install.backends import conda
+    from envsetup.install.sources import for_install
+
     info = probe(sys.executable)
     info = type(info)(**{**info.__dict__, "conda": True, "prefix": "/opt/envs/t"})
     plan = make_plan(torch="2.4.1", variant="cu121", cuda="12.1", vision="0.19.1")
-    b = backends.CondaBackend(info, conda="conda", plan=plan)
+    sources = for_install(plan, None)
+    b = backends.get("conda")
+    assert b.fits(plan, info, sources).ok
+    ctx = backends.Context(plan, info, sources, backends.Tool(("conda",)), tmp_path)
     base = ["conda", "install", "--yes", "--prefix", "/opt/envs/t"]
     chans = ["--channel", "pytorch", "--channel", "nvidia"]
     specs = ["pytorch==2.4.1", "torchvision==0.19.1", "pytorch-cuda=12.1"]
-    assert b.download(plan, tmp_path, None) == [*base, *chans, "--download-only", *specs]
-    assert b.install(tmp_path, []) == [*base, *chans, "--offline", *specs]
-    assert b.revision(3) == [*base, "--offline", "--revision", "3"]
+    assert [list(s.argv) for s in b.stage(ctx).fetch] == [
+        [*base, *chans, "--download-only", *specs]
+    ]
+    assert list(b.install(ctx).argv) == [*base, *chans, "--offline", *specs]
+    back = b.rollback(ctx, "3")
+    assert back is not None and list(back.argv) == [*base, "--offline", "--revision", "3"]
     cpu = make_plan(torch="2.5.1", variant="cpu", cuda=None, vision=None)
-    assert backends.CondaBackend(info, plan=cpu).direct(cpu, None) == [
+    where = backends.Where("/opt/envs/t/bin/python")
+    assert b.direct(cpu, where, for_install(cpu, None)) == [
         *base, "--channel", "pytorch", "pytorch==2.5.1", "cpuonly",
     ]  # fmt: skip
-    assert backends.conda_channel_has(cpu)
-    assert not backends.conda_channel_has(make_plan(torch="2.6.0", variant="cu126", cuda="12.6"))
+    assert conda.channel_has(cpu)
+    later = make_plan(torch="2.6.0", variant="cu126", cuda="12.6")
+    assert not conda.channel_has(later)
+    # After 2.5, or from a mirror, pip installs into the conda env instead, and says why.
+    chosen = backends.choose("conda", later, info, for_install(later, None))
+    assert chosen.backend.name == "pip" and "stopped at 2.5" in (chosen.note or "")
+    chosen = backends.choose("conda", plan, info, for_install(plan, "file:///srv/mirror/cu121"))
+    assert chosen.backend.name == "pip" and "mirror" in (chosen.note or "")
+    # Not a conda environment: refused, with what to do.
+    with pytest.raises(Exception, match="not a conda environment"):
+        backends.choose("conda", plan, probe(sys.executable), sources)
 
 
 @pytest.mark.skipif(shutil.which("conda") is None, reason="conda is not installed here")
@@ -304,19 +383,48 @@ def test_conda_for_real(tmp_path: Path) -> None:  # pragma: no cover - needs con
     assert cp.returncode == 0, cp.stderr
 
 
-def test_saved_wheel_holds_installed_files(index: IndexServer, tmp_path: Path) -> None:
-    """The restore copy of an installed distribution carries its files, byte for byte."""
+def test_snapshot_puts_back_every_file(tmp_path: Path) -> None:
+    """Record and hard-link a venv, let real pip replace torch (a script in bin/, a man page
+    under share/), restore: pip freeze and every file (path, size, content) are back."""
     from envsetup.install import snapshot
 
     py = make_venv(tmp_path / "venv")
-    wheel = torch_wheel(tmp_path / "w", "2.3.1+cu121", "12.1")
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", str(wheel)],
-                   check=True, env=hermetic_env(tmp_path))  # fmt: skip
-    saved = snapshot.save(probe(str(py)), ["torch"], tmp_path / "saved")
-    assert [(s.name, s.version) for s in saved] == [("torch", "2.3.1+cu121")]
-    with zipfile.ZipFile(saved[0].wheel) as zf, zipfile.ZipFile(wheel) as orig:
-        assert zf.read("torch/version.py") == orig.read("torch/version.py")
-        assert any(n.endswith(".dist-info/METADATA") for n in zf.namelist())
+    env = hermetic_env(tmp_path)
+    old = torch_wheel(tmp_path / "w", "2.3.1+cu121", "12.1", data=True)
+    new = torch_wheel(tmp_path / "w", "2.4.1+cu121", "12.1", data=True, bulk=3)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", str(old)], check=True,
+                   env=env)  # fmt: skip
+    before, files = freeze(py), tree(tmp_path / "venv")
+    info = probe(str(py))
+    snap = snapshot.take(info, snapshot.record(info), tmp_path)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", str(new)], check=True,
+                   env=env)  # fmt: skip
+    assert (tmp_path / "venv" / "share" / "man" / "man1" / "torch-2.4.1+cu121.1").is_file()
+    acted, problems = snapshot.restore(snap)
+    assert acted > 0 and problems == []
+    assert freeze(py) == before
+    assert tree(tmp_path / "venv") == files
+    assert snapshot.differences(snap.record) == []
+    snap.remove()
+    assert not (tmp_path / "snapshot").exists()
+
+
+def tree(root: Path) -> dict[str, tuple[int, str]]:
+    """Every file and link under ``root``: relative path → (size, sha256 of the content)."""
+    import hashlib
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            out[str(p.relative_to(root))] = (0, "-> " + os.readlink(p))
+        elif p.is_file():
+            out[str(p.relative_to(root))] = (
+                p.stat().st_size,
+                hashlib.sha256(p.read_bytes()).hexdigest(),
+            )
+        elif p.is_dir():
+            out[str(p.relative_to(root)) + "/"] = (0, "")
+    return out
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import TORCH_VERSION, make_venv
-from indexserver import IndexServer
+from indexserver import IndexServer, write_simple_tree
 from test_install import PY, envsetup, freeze, hermetic_env, make_plan, write_plan
 
 
@@ -39,6 +39,23 @@ def test_real_cpu_torch_end_to_end(cpu_index: IndexServer, tmp_path: Path) -> No
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True,
                          text=True, check=True).stdout.split()  # fmt: skip
     assert out == [f"{TORCH_VERSION}+cpu", "None", "2.0"]
+
+
+@pytest.mark.timeout(600)
+def test_real_cpu_torch_from_a_directory_mirror(cpu_index: IndexServer, tmp_path: Path) -> None:
+    """The PyTorch CPU index mirrored as a PEP 503 tree of index.html files, read through
+    file:// by real pip: the real torch wheel and every dependency from the directory."""
+    url = write_simple_tree(cpu_index.root / "cpu", tmp_path / "mirror" / "cpu")
+    py = make_venv(tmp_path / "venv")
+    cp = envsetup(
+        "install", "--yes", "--torch", TORCH_VERSION, "--variant", "cpu", "--python", str(py),
+        "--installer", "pip", "--index-url", url, env=hermetic_env(tmp_path),
+    )  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    assert f"torch {TORCH_VERSION}+cpu (cpu) installed into {py} with pip" in cp.stdout
+    assert f"torch=={TORCH_VERSION}+cpu" in freeze(py)
+    log = next((tmp_path / "cache" / "envsetup" / "logs").iterdir()).read_text()
+    assert f"--index-url {url} torch=={TORCH_VERSION}+cpu" in log  # the one source pip saw
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> Any:
@@ -85,6 +102,43 @@ def test_wizard_through_a_terminal(tmp_path: Path) -> None:
         child.close()
         assert child.exitstatus == 0
     assert "torch==2.4.1+cu121" in freeze(venv / "bin" / "python")
+
+
+@pytest.mark.timeout(180)
+def test_wizard_asks_for_a_mirror_when_the_index_fails(tmp_path: Path) -> None:
+    import socket
+
+    from indexserver import companion_wheel, torch_wheel
+
+    root = tmp_path / "idx"
+    torch_wheel(root / "cu121", "2.4.1+cu121", "12.1")
+    companion_wheel(root / "cu121", "torchvision", "0.19.1+cu121", "2.4.1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/cu121"
+    py = make_venv(tmp_path / "venv")
+    with IndexServer(root) as server:
+        plan = write_plan(tmp_path, make_plan())
+        child = _spawn(
+            ["install", "--no-verify", "--plan-file", plan, "--python", str(py),
+             "--installer", "pip", "--index-url", dead], hermetic_env(tmp_path, TERM="xterm"),
+        )  # fmt: skip
+        child.expect("Install into which environment")
+        child.send("\r")  # this one (--python)
+        for prompt in ("torch version", "variant", "Also install", "Installer"):
+            child.expect(prompt)
+            child.send("\r")
+        child.expect("connection refused")
+        child.expect("Mirror to install from")
+        child.send(server.index("cu121") + "\r")
+        child.expect("envsetup will run")
+        child.expect("Go ahead")
+        child.send("y")
+        child.expect("installed into", timeout=120)
+        child.expect(pexpect_eof())
+        child.close()
+        assert child.exitstatus == 0
+    assert "torch==2.4.1+cu121" in freeze(py)
 
 
 def pexpect_eof() -> Any:

@@ -19,7 +19,6 @@ from envsetup.profile import Profile
 from envsetup.resolve import (
     check_index_url,
     index_base_from,
-    install_commands,
     parse_spec,
     resolve,
 )
@@ -580,33 +579,6 @@ def test_bad_spec(spec: str) -> None:
 def test_bad_variant(table: Table) -> None:
     with pytest.raises(UsageError, match="unknown variant 'cuda12'"):
         resolve(machine(), Request(variant="cuda12"), table)
-
-
-def test_install_commands(table: Table) -> None:
-    old = resolve(
-        machine(driver="535.104.05", ccs=("8.0",)), Request(torch="2.4", vision=True), table
-    )
-    cmds = install_commands(old, "/opt/env/bin/python")
-    assert cmds["pip"] == [
-        [
-            "/opt/env/bin/python",
-            "-m",
-            "pip",
-            "install",
-            "torch==2.4.1",
-            "torchvision==0.19.1",
-            "--index-url",
-            "https://download.pytorch.org/whl/cu121",
-        ]
-    ]
-    assert cmds["uv"][0][:5] == ["uv", "pip", "install", "--python", "/opt/env/bin/python"]
-    assert cmds["conda"][0][:5] == ["conda", "install", "-y", "--prefix", "/opt/env"]
-    assert "pytorch-cuda=12.1" in cmds["conda"][0] and "nvidia" in cmds["conda"][0]
-    new = resolve(machine(), Request(), table)
-    cmds = install_commands(new, "/opt/env/bin/python")
-    assert cmds["conda"] == cmds["pip"]  # no official conda packages after 2.5
-    mac = resolve(machine("darwin", "arm64", macos_version="14.5"), Request(), table)
-    assert "--index-url" not in install_commands(mac, "python")["pip"][0]
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,13 @@ class IndexUnreachable(EnvsetupError):
         self.reason = reason
 
 
+class NotListed(EnvsetupError):
+    """The source answered, but does not list what was asked for."""
+
+    code = "index-missing"
+    exit_code = EXIT_FAIL
+
+
 def normalize(name: str) -> str:
     """PEP 503 project name normalisation."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -106,6 +113,88 @@ class File:
     @property
     def local(self) -> Optional[str]:
         return self.version.split("+", 1)[1] if "+" in self.version else None
+
+    def fits(self, python: Optional[str] = None, platform: Optional[str] = None) -> bool:
+        """Whether this wheel installs on CPython ``python`` ("3.11") and ``platform`` (the
+        Plan's spelling: linux_x86_64, macos_arm64, windows_x86_64). Unknown spellings fit."""
+        if self.kind != "wheel":
+            return False
+        return any(
+            _python_fits(t, python) and _platform_fits(t.rsplit("-", 1)[-1], platform)
+            for t in self.tags
+        )
+
+
+def _python_fits(tag: str, python: Optional[str]) -> bool:
+    if not python or not re.match(r"^\d+\.\d+$", python):
+        return True
+    major, minor = python.split(".")
+    interp, abi, _ = ([*tag.split("-"), "", ""])[:3]
+    if interp in (f"cp{major}{minor}", f"py{major}{minor}", f"py{major}"):
+        return True
+    m = re.match(r"^cp(\d)(\d+)$", interp)
+    return abi == "abi3" and m is not None and m.group(1) == major and int(m.group(2)) <= int(minor)
+
+
+def _platform_fits(plat: str, platform: Optional[str]) -> bool:
+    if plat == "any" or not platform or "_" not in platform:
+        return True
+    system, arch = platform.split("_", 1)
+    if system == "linux":
+        return plat.startswith(("manylinux", "musllinux", "linux")) and plat.endswith(arch)
+    if system == "macos":
+        fat = ("universal2", "universal") + (("intel",) if arch == "x86_64" else ())
+        return plat.startswith("macosx") and plat.endswith((arch, *fat))
+    if system == "windows":
+        return plat == {"x86_64": "win_amd64", "arm64": "win_arm64"}.get(arch, plat)
+    return True
+
+
+def _require(
+    source: Union[Index, Wheelhouse],
+    project: str,
+    version: str,
+    python: Optional[str],
+    platform: Optional[str],
+) -> File:
+    """The wheel of ``project`` ``version`` (public version; any local label) that fits."""
+    from packaging.version import InvalidVersion, Version
+
+    files = source.files(project)
+    if not files:
+        raise NotListed(f"{source.display} has no {project} at all")
+    try:
+        want = Version(version).public
+    except InvalidVersion:
+        want = version
+
+    def public(f: File) -> str:
+        try:
+            return Version(f.version).public
+        except InvalidVersion:
+            return f.public_version
+
+    same = [f for f in iter_wheels(files) if public(f) == want and f.yanked is None]
+    if not same:
+        shown = sorted({public(f) for f in iter_wheels(files)}, key=_sort_key)[-4:]
+        listed = f" (it lists {', '.join(shown)})" if shown else ""
+        raise NotListed(f"{source.display} has no {project} {version} wheel{listed}")
+    fitting = [f for f in same if f.fits(python, platform)]
+    if not fitting:
+        raise NotListed(
+            f"{source.display} has {project} {version} but no wheel for Python {python} on "
+            f"{platform}"
+        )
+    return fitting[0]
+
+
+def _sort_key(v: str) -> Any:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (0, Version(v))
+    except InvalidVersion:
+        return (-1, v)
 
 
 def _file_from_name(name: str, url: str, **extra: Any) -> Optional[File]:
@@ -306,6 +395,18 @@ class Index:
                 out.append(f)
         return out
 
+    def require(
+        self,
+        project: str,
+        version: str,
+        *,
+        python: Optional[str] = None,
+        platform: Optional[str] = None,
+    ) -> File:
+        """The wheel of ``project`` ``version`` for ``python`` on ``platform``; raises
+        :class:`NotListed` (listed, but not that) or :class:`IndexUnreachable`."""
+        return _require(self, project, version, python, platform)
+
     def metadata(self, f: File, *, from_wheel: bool = False) -> Optional[str]:
         """The file's core metadata (PEP 658), or None where the index does not serve it.
 
@@ -453,6 +554,17 @@ class Wheelhouse:
                 out.append(f)
         return out or None
 
+    def require(
+        self,
+        project: str,
+        version: str,
+        *,
+        python: Optional[str] = None,
+        platform: Optional[str] = None,
+    ) -> File:
+        """As :meth:`Index.require`, from the wheelhouse's file names."""
+        return _require(self, project, version, python, platform)
+
     def metadata(self, f: File) -> Optional[str]:
         """A wheel's METADATA, read from the file."""
         import zipfile
@@ -479,10 +591,14 @@ class Wheelhouse:
 Source = Union[Index, Wheelhouse]
 
 
-def open_source(location: str) -> Source:
+def open_source(
+    location: str,
+    *,
+    timeout: Union[float, tuple[float, float]] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+) -> Source:
     """An Index for an http(s):// or file:// URL, a Wheelhouse for a plain directory path."""
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", location):
-        return Index(location)
+        return Index(location, timeout=timeout)
     return Wheelhouse(location)
 
 

@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
 from typing import Optional
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -860,34 +859,3 @@ def _older_fit(profile: Profile, req: Request, table: Table) -> Optional[str]:
         return None
     pins = " and ".join(f"{p.name} {p.version}" for p in other.pins[1:])
     return f"ask for --torch {other.torch} ({pins} fit{'s' if len(other.pins) == 2 else ''})"
-
-
-# --------------------------------------------------------------------------- commands
-
-
-def _conda_prefix(python: str) -> str:
-    if "\\" in python or python.lower().endswith(".exe"):
-        return str(PureWindowsPath(python).parent)
-    return str(Path(python).parent.parent)
-
-
-def install_commands(plan: Plan, python: str) -> dict[str, list[list[str]]]:
-    """The exact argv lists that install ``plan`` into ``python`` with pip, uv or conda."""
-    reqs = plan.requirements()
-    index = ["--index-url", plan.index_url] if plan.index_url else []
-    pip = [[python, "-m", "pip", "install", *reqs, *index]]
-    uv = [["uv", "pip", "install", "--python", python, *reqs, *index]]
-    # One policy for conda, the installer's: the official channels up to 2.5, then pip inside
-    # the conda environment (pytorch/pytorch#138506).
-    from envsetup.install.backends import conda_channel_has, conda_specs
-
-    conda: list[list[str]]
-    if conda_channel_has(plan):
-        channels, specs = conda_specs(plan)
-        where = ["--prefix", _conda_prefix(python)] if ("/" in python or "\\" in python) else []
-        conda = [
-            ["conda", "install", "-y", *where, *specs, *(a for c in channels for a in ("-c", c))]
-        ]
-    else:
-        conda = [list(pip[0])]
-    return {"pip": pip, "uv": uv, "conda": conda}

@@ -25,7 +25,7 @@ def resolve_python(path: Optional[str]) -> str:
     if p.is_dir():
         for cand in (p / "bin" / "python", p / "Scripts" / "python.exe", p / "python.exe"):
             if cand.is_file():
-                return str(cand)
+                return str(cand.absolute())
         raise UsageError(
             f"--python {path}: a directory with no bin/python in it; "
             "give the path of a Python interpreter or of a virtual environment"
@@ -57,7 +57,8 @@ def check_python(python: str, flag: str = "--python") -> None:
         except ValueError:
             data = None
         ok = isinstance(data, dict) and isinstance(data.get("python"), list)
-        if res.returncode != 0 or not ok or data["python"][:1] != [3]:
+        major = data["python"][:1] if ok and isinstance(data, dict) else None
+        if res.returncode != 0 or not ok or major != [3]:
             why = f"exit {res.returncode}, {'no Python answer' if not ok else 'not Python 3'}"
     if why is not None:
         raise UsageError(

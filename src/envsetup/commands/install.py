@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from envsetup.cli import app
 from envsetup.errors import EXIT_FAIL, EnvsetupError, UsageError
+from envsetup.install import backends as registry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from envsetup.install.run import Outcome
+    from envsetup.install.target import TargetInfo
+    from envsetup.install.wizard import Choice, Replan
+    from envsetup.plan import Plan
 
 
 def _with(value: Optional[str]) -> Optional[tuple[bool, bool]]:
@@ -26,7 +34,7 @@ def _with(value: Optional[str]) -> Optional[tuple[bool, bool]]:
     return bool(parts & {"vision", "torchvision"}), bool(parts & {"audio", "torchaudio"})
 
 
-def _narrow(plan: Any, extras: Optional[tuple[bool, bool]]) -> Any:
+def _narrow(plan: Plan, extras: Optional[tuple[bool, bool]]) -> Plan:
     """Drop torchvision/torchaudio from a ready plan; adding one needs the resolver."""
     from dataclasses import replace
 
@@ -42,7 +50,7 @@ def _narrow(plan: Any, extras: Optional[tuple[bool, bool]]) -> Any:
     return replace(plan, pins=tuple(p for p in plan.pins if p.name in want))
 
 
-def _resolver(python: str) -> Any:
+def _resolver(python: str) -> Replan:
     from envsetup.compat import load_table
     from envsetup.detect import detect_profile
     from envsetup.plan import Request
@@ -52,7 +60,7 @@ def _resolver(python: str) -> Any:
     table = load_table()
     profile = detect_profile(python)
 
-    def replan(torch: Optional[str], variant: Optional[str], vision: bool, audio: bool) -> Any:
+    def replan(torch: Optional[str], variant: Optional[str], vision: bool, audio: bool) -> Plan:
         spec = f"=={torch}" if torch and torch[0].isdigit() and torch.count(".") >= 2 else torch
         req = Request(
             torch=spec, variant=variant or "auto", vision=vision, audio=audio, index_base=base
@@ -62,40 +70,104 @@ def _resolver(python: str) -> Any:
     return replan
 
 
+def _venv_argv(path: str, base: str) -> list[str]:
+    return [base, "-m", "venv", path]
+
+
 def _make_venv(path: str, base: str) -> str:
     from envsetup import proc
     from envsetup.target import resolve_python
 
-    res = proc.run([base, "-m", "venv", path], timeout=300)
+    res = proc.run(_venv_argv(path, base), timeout=300)
     if not res.ok:
         tail = (res.stderr.strip().splitlines() or [res.error or f"exit {res.returncode}"])[-1]
         raise UsageError(f"--venv {path}: could not create the venv: {tail}")
     return resolve_python(path)
 
 
-def _print_outcome(outcome: Any, as_json: bool) -> None:
+def _dry_run_lines(outcome: Outcome) -> list[str]:
+    """The commands a dry run shows, one shell line each (credentials masked)."""
+    import shlex
+
+    mask = outcome.sources.mask
+    lines = []
+    if outcome.create_venv:
+        lines.append(shlex.join(outcome.create_venv))
+    for name, text in outcome.files:
+        lines.append(f"# {name}, written first:")
+        lines += [f"#   {ln}" for ln in mask(text).splitlines()]
+    lines += [mask(s.shell()) for s in outcome.steps]
+    return lines
+
+
+def _print_outcome(outcome: Outcome, as_json: bool) -> None:
+    import shlex
+
+    plan = outcome.plan
+    build = f"torch {plan.local_version or plan.torch} ({plan.variant})"
     if as_json:
         sys.stdout.write(json.dumps(outcome.to_dict(), indent=2) + "\n")
         return
+    if outcome.already_installed:
+        sys.stdout.write(f"already installed: {build} in {outcome.python}; nothing to do\n")
+        return
     if outcome.dry_run:
-        sys.stdout.write(
-            f"# {outcome.installer} into {outcome.python}: stage, then install offline\n"
-        )
-        for argv in ([outcome.resolve] if outcome.resolve else []) + list(outcome.commands):
-            sys.stdout.write(shlex.join(argv) + "\n")
-        sys.stdout.write(
-            f"# the same in one step, without the safety net:\n# {shlex.join(outcome.direct)}\n"
-        )
+        made = " (a new venv)" if outcome.create_venv else ""
+        sys.stdout.write(f"# {outcome.installer} into {outcome.python}{made}\n")
+        sys.stdout.write("\n".join(_dry_run_lines(outcome)) + "\n")
+        direct = outcome.sources.mask(shlex.join(outcome.direct))
+        sys.stdout.write(f"# the same in one step, without the safety net:\n# {direct}\n")
         return
     if outcome.verify is not None:
-        for r in outcome.verify["results"]:
-            sys.stdout.write(f"{r['status']:>4}  {r['name']}: {r['detail']}\n")
+        for r in outcome.verify.results:
+            sys.stdout.write(f"{r.status:>4}  {r.name}: {r.detail}\n")
     if outcome.ok:
-        plan = outcome.plan
-        sys.stdout.write(
-            f"torch {plan.local_version or plan.torch} ({plan.variant}) installed into "
-            f"{outcome.python} with {outcome.installer}\n"
-        )
+        sys.stdout.write(f"{build} installed into {outcome.python} with {outcome.installer}\n")
+
+
+def _check_source(
+    target: TargetInfo,
+) -> Callable[[Plan, Optional[str], tuple[str, ...]], Optional[str]]:
+    """The wizard's index check: None when the source serves the plan, else why not."""
+    from envsetup.install import sources as srcmod
+
+    def check(plan: Plan, index_url: Optional[str], find_links: tuple[str, ...]) -> Optional[str]:
+        try:
+            srcmod.check(srcmod.for_install(plan, index_url, find_links), plan, target.minor,
+                         target.platform)  # fmt: skip
+        except srcmod.SourceError as exc:
+            return exc.reason
+        return None
+
+    return check
+
+
+def _probe_soon(python: str) -> Callable[[], TargetInfo]:
+    """Probe ``python`` in a thread; the returned callable waits for the answer (or raises)."""
+    import threading
+
+    from envsetup.install.target import TargetInfo, probe
+
+    box: list[object] = []
+
+    def work() -> None:
+        try:
+            box.append(probe(python))
+        except BaseException as exc:  # handed to the caller
+            box.append(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+
+    def answer() -> TargetInfo:
+        thread.join()
+        value = box[0]
+        if isinstance(value, BaseException):
+            raise value
+        assert isinstance(value, TargetInfo)
+        return value
+
+    return answer
 
 
 @app.command("install")
@@ -105,24 +177,30 @@ def install(
     with_: Optional[str] = typer.Option(
         None, "--with", help="companions to install: vision,audio (or none)"
     ),
-    installer: Optional[str] = typer.Option(
-        None,
-        "--installer",
-        help="pip | uv | conda (default: conda in a conda env, else uv, else pip)",
-    ),
+    installer: Optional[str] = typer.Option(None, "--installer", help=registry.installer_help()),
     python: Optional[str] = typer.Option(None, "--python", help="the target interpreter or venv"),
     venv: Optional[str] = typer.Option(
         None, "--venv", help="install into this venv, creating it when it does not exist"
     ),
     index_url: Optional[str] = typer.Option(
-        None, "--index-url", help="the full index to install from (replaces the PyTorch index)"
+        None,
+        "--index-url",
+        help="the full index to install from, http(s):// or a file:// directory mirror "
+        "(replaces the PyTorch index for this install)",
+    ),
+    find_links: Optional[list[str]] = typer.Option(  # noqa: B008
+        None,
+        "--find-links",
+        help="a wheelhouse (a directory of wheels); alone, the install reads no index",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the commands, change nothing"),
     yes: bool = typer.Option(False, "--yes", "-y", help="no prompts: flags only"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout, no progress"),
     no_verify: bool = typer.Option(False, "--no-verify", help="skip the check after installing"),
     export: Optional[str] = typer.Option(
-        None, "--export", help="write the plan as requirements | uv | conda, and install nothing"
+        None,
+        "--export",
+        help=f"write the plan as {' | '.join(registry.exports())}, and install nothing",
     ),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="file for --export"),
     break_system_packages: bool = typer.Option(
@@ -131,19 +209,22 @@ def install(
     plan_file: Optional[str] = typer.Option(None, "--plan-file", hidden=True),
 ) -> None:
     """Install the right torch build for this machine (a wizard on a terminal)."""
-    from envsetup.install import Options
-    from envsetup.install import export as do_export
-    from envsetup.install import install as do_install
+    from envsetup.install import target as tgt
     from envsetup.install import ui as ui_mod
+    from envsetup.install.export import export as do_export
+    from envsetup.install.run import Options
+    from envsetup.install.run import install as do_install
     from envsetup.plan import read_plan_file
     from envsetup.target import resolve_python
 
     if python and venv:
         raise UsageError("--python and --venv name the target twice; give one")
-    if index_url is not None:
-        from envsetup.resolve import check_index_url
-
-        index_url = check_index_url(index_url, "--index-url")
+    if installer is not None:
+        registry.get(installer)  # a one-line usage error listing the installers
+    houses = tuple(str(Path(d).expanduser().absolute()) for d in find_links or ())
+    for d in houses:
+        if not Path(d).is_dir():
+            raise UsageError(f"--find-links {d}: not a directory; give a directory of wheels")
     extras = _with(with_)
     base = resolve_python(python)
     target: Optional[str] = base
@@ -154,8 +235,14 @@ def install(
             target = resolve_python(str(vpath))
         else:
             new_venv, target = str(vpath), None
+    # The target's probe runs while the rest starts up (it waits on another interpreter).
+    probed = {target: _probe_soon(target)} if target is not None else {}
+    if index_url is not None:
+        from envsetup.resolve import check_index_url
 
-    replan = None
+        index_url = check_index_url(index_url, "--index-url")
+
+    replan: Optional[Replan] = None
     if plan_file:
         if torch or variant:
             raise UsageError("--plan-file fixes torch and the variant; drop --torch/--variant")
@@ -166,7 +253,7 @@ def install(
         plan = replan(torch, variant, vision, audio)
 
     if export:
-        text = do_export(plan, export, index_url)
+        text = do_export(plan, export, index_url, houses)
         if output:
             try:
                 Path(output).write_text(text, encoding="utf-8")
@@ -176,49 +263,57 @@ def install(
             sys.stdout.write(text)
         return
 
+    def target_info(py: Optional[str], venv_path: Optional[str]) -> TargetInfo:
+        if venv_path is not None:
+            return tgt.new_venv(probed.get(base, lambda: tgt.probe(base))(), venv_path)
+        return probed.get(py or base, lambda: tgt.probe(py or base))()
+
     interactive = not (yes or as_json) and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
-        from envsetup.install import backends, wizard
-        from envsetup.install.run import prepare
+        from envsetup.install import sources as srcmod
+        from envsetup.install import wizard
 
-        def preview(choice: Any) -> list[list[str]]:
+        def preview(choice: Choice) -> list[str]:
             py = resolve_python(choice.python) if choice.python else base
-            opts = Options(python=py, installer=choice.installer, index_url=index_url,
-                           dry_run=True, break_system_packages=break_system_packages)  # fmt: skip
-            cmds: list[list[str]] = do_install(choice.plan, opts, ui_mod.Ui()).commands
-            if choice.venv:
-                vpy = str(Path(choice.venv) / "bin" / "python")
-                cmds = [[vpy if a == py else a for a in argv] for argv in cmds]
-            return cmds
+            info = target_info(py, choice.venv)
+            opts = Options(python=info.python, installer=choice.installer,
+                           index_url=choice.index_url, find_links=choice.find_links, dry_run=True,
+                           break_system_packages=break_system_packages, target=info,
+                           create_venv=_venv_argv(choice.venv, base) if choice.venv else None)  # fmt: skip
+            outcome = do_install(choice.plan, opts, ui_mod.Ui())
+            if outcome.already_installed:
+                return [f"(nothing: torch {outcome.plan.torch} is already installed)"]
+            return _dry_run_lines(outcome)
 
-        from envsetup.install.target import probe
-
-        info = probe(target or base)
-        installers = ["pip"] + (["uv"] if backends.find_uv() else [])
-        if info.conda and backends.find_conda():
-            installers.append("conda")
+        info = target_info(target, new_venv)
+        sources = srcmod.for_install(plan, index_url, houses)
         choice = wizard.run(
             plan,
             replan=replan,
-            installers=installers,
-            default_installer=installer or backends.default_installer(info),
+            installers=registry.available(plan, info, sources),
+            default_installer=installer or registry.default_for(info),
             python=python if not venv else (target if new_venv is None else None),
             preview=preview,
+            check_source=_check_source(info),
+            index_url=index_url,
+            find_links=houses,
         )
         if choice is None:
             sys.stderr.write("envsetup: nothing was changed\n")
             return
         plan, installer = choice.plan, choice.installer
+        index_url, houses = choice.index_url, choice.find_links
         if choice.venv:
             new_venv, target = choice.venv, None
         elif choice.python:
-            target = resolve_python(choice.python)
-        del prepare
+            target, new_venv = resolve_python(choice.python), None
 
     created = False
+    prepared: Optional[TargetInfo] = probed[target]() if target in probed else None
     if new_venv is not None:
         if dry_run:
-            target = base
+            prepared = target_info(None, new_venv)
+            target = prepared.python
         else:
             target = _make_venv(new_venv, base)
             created = True
@@ -227,9 +322,12 @@ def install(
         python=target,
         installer=installer,
         index_url=index_url,
+        find_links=houses,
         dry_run=dry_run,
         verify=not no_verify,
         break_system_packages=break_system_packages,
+        target=prepared,
+        create_venv=_venv_argv(new_venv, base) if new_venv is not None and dry_run else None,
     )
     ui = ui_mod.make(quiet=as_json)
     try:

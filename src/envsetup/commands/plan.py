@@ -79,8 +79,9 @@ def plan_command(
     """Resolve the torch/torchvision/torchaudio build for a machine, with the reasons."""
     from envsetup.compat import load_table
     from envsetup.errors import NoBuildError
+    from envsetup.install.backends import direct_commands
     from envsetup.plan import Request
-    from envsetup.resolve import check_variant, index_base_from, install_commands, parse_spec
+    from envsetup.resolve import check_variant, index_base_from, parse_spec
     from envsetup.resolve import resolve as do_resolve
 
     base = index_base_from(index_base)
@@ -102,7 +103,7 @@ def plan_command(
         elif fresh is not None:
             _print_freshness(fresh)
         raise
-    commands = install_commands(plan, target)
+    commands = direct_commands(plan, target)
     if as_json:
         doc = {"plan": plan.to_dict(), "commands": commands}
         if fresh is not None:

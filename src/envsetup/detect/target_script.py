@@ -3,6 +3,11 @@
 Prints one JSON document: the interpreter's facts and the torch-related distributions on its
 sys.path, read from metadata files. It does not import torch. With the argument ``--deep`` it
 also imports torch and asks it what it sees.
+
+The same run answers install's questions (under ``"env"``): every distribution on sys.path
+(name, version and ``.dist-info`` directory, read from the directory names the listing already
+gives, so it costs nothing more), the installation paths, the platform. doctor and install thus
+read the target with one script.
 """
 
 from __future__ import annotations
@@ -40,7 +45,20 @@ def _requires_torch(metadata: str) -> str | None:
     return None
 
 
-def distributions(paths: list[str]) -> tuple[list[dict[str, object]], list[str]]:
+def _dist_dir(name: str) -> tuple[str, str]:
+    """(normalised name, version) from a ``.dist-info``/``.egg-info`` directory name."""
+    stem = name.rsplit(".", 1)[0]
+    dist, _, rest = stem.partition("-")
+    return _norm(dist), rest.split("-", 1)[0]
+
+
+def distributions(
+    paths: list[str], every: dict[str, list[str]] | None = None
+) -> tuple[list[dict[str, object]], list[str]]:
+    """The torch-related distributions (metadata read), and the torch directories, on ``paths``.
+
+    ``every`` collects all distributions, first one on sys.path wins as for importlib.metadata:
+    normalised name -> [version, metadata directory], from the directory names alone."""
     found = []
     torch_dirs = []
     for entry in paths:
@@ -55,11 +73,17 @@ def distributions(paths: list[str]) -> tuple[list[dict[str, object]], list[str]]
         for name in names:
             if not name.endswith((".dist-info", ".egg-info")):
                 continue
+            key, version = _dist_dir(name)
+            path = os.path.join(entry, name)
+            if every is not None and key not in every:
+                if not version:  # an egg-info without a version in its name
+                    m = re.search(r"^Version:\s*(\S+)", _read(os.path.join(path, "PKG-INFO")), re.M)
+                    version = m.group(1) if m else ""
+                every[key] = [version, path]
             stem = name.rsplit(".", 1)[0]
             dist, _, version = stem.partition("-")
             if not INTERESTING.match(_norm(dist)):
                 continue
-            path = os.path.join(entry, name)
             meta = _read(os.path.join(path, "METADATA")) or _read(os.path.join(path, "PKG-INFO"))
             m = re.search(r"^Version:\s*(\S+)", meta, re.M)
             n = re.search(r"^Name:\s*(\S+)", meta, re.M)
@@ -87,6 +111,14 @@ def torch_version_file(entry: str) -> dict[str, object]:
             elif value == "None":
                 out[key] = None
     return out
+
+
+def _machine() -> str:
+    if hasattr(os, "uname"):
+        return os.uname().machine.lower()
+    import platform  # Windows: no os.uname
+
+    return platform.machine().lower()
 
 
 def deep() -> dict[str, object]:
@@ -123,7 +155,8 @@ def main() -> None:
     base_prefix = getattr(sys, "base_prefix", sys.prefix)
     in_venv = sys.prefix != base_prefix
     conda = os.path.isdir(os.path.join(sys.prefix, "conda-meta"))
-    stdlib = sysconfig.get_paths().get("stdlib", "")
+    scheme = sysconfig.get_paths()
+    stdlib = scheme.get("stdlib", "")
     managed = os.path.isfile(os.path.join(stdlib, "EXTERNALLY-MANAGED")) and not in_venv
     try:
         import site
@@ -131,7 +164,8 @@ def main() -> None:
         user_site = bool(site.ENABLE_USER_SITE)
     except Exception:
         user_site = False
-    dists, torch_dirs = distributions(paths)
+    every: dict[str, list[str]] = {}
+    dists, torch_dirs = distributions(paths, every)
     torch_info: dict[str, object] = {}
     if torch_dirs:
         torch_info = torch_version_file(torch_dirs[0])
@@ -157,6 +191,15 @@ def main() -> None:
         "torch_dirs": torch_dirs,
         "torch": torch_info,
         "conda_torch": conda_torch,
+        "env": {
+            "base_prefix": base_prefix,
+            "paths": {
+                k: scheme.get(k) for k in ("purelib", "platlib", "scripts", "data", "include")
+            },
+            "system": {"win32": "windows", "cygwin": "windows"}.get(sys.platform, sys.platform),
+            "machine": _machine(),
+            "dists": every,
+        },
     }
     if "--deep" in sys.argv:
         out["deep"] = deep()

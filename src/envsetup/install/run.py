@@ -1,32 +1,52 @@
-"""Carry out a Plan: check, stage, save, install offline, restore on failure, verify.
+"""The install transaction: check, stage, snapshot, install, restore, verify.
 
-Nothing in the target changes before every file is staged: a network failure, a 404 or 500,
-a truncated download or Ctrl-C while downloading leaves it exactly as it was. A failure while
-installing (the installer's error, the installer killed, Ctrl-C) restores what was there.
+It runs the steps a backend builds (:mod:`envsetup.install.backends`) and knows no installer:
+
+1. check: the target fits the plan; a plan already installed is a no-op;
+2. stage: the backend's input files and fetch steps (nothing in the target changes); the index
+   check races them, and answers within seconds when the torch source is unreachable or lacks
+   a pinned build, stopping what runs;
+3. snapshot: every file of the environment recorded and hard-linked aside (taken while the
+   stage runs), and the installer's own restore point where it keeps one;
+4. install: the backend's install step, in a process group of its own;
+5. restore, on any failure and on SIGINT, SIGTERM or SIGHUP: the installer's whole process
+   group is stopped, its own rollback run, and the recorded files put back, then compared;
+6. verify: the quick verification, or with ``--no-verify`` the installed metadata.
+
+The work directory (stage, logs of the steps' inputs) and the snapshot are always removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
-import signal
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
-
-from packaging.version import Version
+from typing import IO, TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
 from envsetup import proc
-from envsetup.errors import EXIT_INTERRUPTED, EnvsetupError
-from envsetup.install import backends, snapshot
+from envsetup.errors import EnvsetupError
+from envsetup.install import backends as registry
+from envsetup.install import snapshot
+from envsetup.install import sources as srcmod
 from envsetup.install import target as tgt
+from envsetup.install.backends import Backend, Context, Step, Where
+from envsetup.install.signals import Guard, Interrupted
 from envsetup.install.ui import Ui
 from envsetup.plan import Plan
+
+if TYPE_CHECKING:
+    from envsetup.install.sources import SourceError, Sources
+
+WORK_PREFIX = "install-"
+CHECK_GRACE = 2.0  # seconds a step may run before the index check starts alongside it
 
 
 class InstallError(EnvsetupError):
@@ -36,12 +56,38 @@ class InstallError(EnvsetupError):
 @dataclass
 class Options:
     python: str
-    installer: Optional[str] = None  # pip | uv | conda; None: the default for the target
+    installer: Optional[str] = None  # a registered backend's name; None: the target's default
     index_url: Optional[str] = None  # replaces the plan's index for this install
+    find_links: tuple[str, ...] = ()  # wheelhouses
     dry_run: bool = False
     verify: bool = True
     break_system_packages: bool = False
     cache_dir: Optional[Path] = None
+    target: Optional[tgt.TargetInfo] = None  # already probed (or a venv --dry-run would make)
+    create_venv: Optional[list[str]] = None  # the command that makes the target (display)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # "pass" | "fail" | "skip"
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Checked:
+    ok: bool
+    results: tuple[Check, ...]
+
+    @property
+    def failures(self) -> list[Check]:
+        return [r for r in self.results if r.status == "fail"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "results": [r.to_dict() for r in self.results]}
 
 
 @dataclass
@@ -50,32 +96,49 @@ class Outcome:
     python: str
     installer: str
     plan: Plan
-    commands: list[list[str]] = field(default_factory=list)
+    sources: srcmod.Sources = field(default_factory=srcmod.Sources)
+    steps: list[Step] = field(default_factory=list)
+    files: list[tuple[str, str]] = field(default_factory=list)  # the steps' input files
     direct: list[str] = field(default_factory=list)
+    create_venv: Optional[list[str]] = None
     changed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    verify: Optional[dict[str, Any]] = None
+    verify: Optional[Checked] = None
     log: Optional[str] = None
     dry_run: bool = False
+    already_installed: bool = False
     error: Optional[str] = None
     restored: Optional[bool] = None
-    resolve: Optional[list[str]] = None  # the command that fixed the exact files (uv), if any
+
+    @property
+    def commands(self) -> list[list[str]]:
+        return [list(s.argv) for s in self.steps]
 
     def to_dict(self) -> dict[str, Any]:
+        m = self.sources.mask
+        plan = self.plan.to_dict()
+        if plan.get("index_url"):
+            plan["index_url"] = m(plan["index_url"])
         return {
             "ok": self.ok,
             "dry_run": self.dry_run,
+            "already_installed": self.already_installed,
             "python": self.python,
             "installer": self.installer,
-            "plan": self.plan.to_dict(),
-            "resolve": self.resolve,
-            "commands": self.commands,
-            "direct": self.direct,
+            "plan": plan,
+            "create_venv": self.create_venv,
+            "commands": [[m(a) for a in argv] for argv in self.commands],
+            "steps": [
+                {"step": s.what, "argv": [m(a) for a in s.argv], "env": dict(s.env)}
+                for s in self.steps
+            ],
+            "files": {name: m(text) for name, text in self.files},
+            "direct": [m(a) for a in self.direct],
             "changed": self.changed,
-            "notes": self.notes,
-            "verify": self.verify,
+            "notes": [m(n) for n in self.notes],
+            "verify": self.verify.to_dict() if self.verify is not None else None,
             "log": self.log,
-            "error": self.error,
+            "error": m(self.error) if self.error else None,
             "restored": self.restored,
         }
 
@@ -85,105 +148,68 @@ def cache_dir() -> Path:
     return Path(base) / "envsetup"
 
 
-def prepare(plan: Plan, opts: Options) -> tuple[tgt.TargetInfo, backends.Backend, Plan, list[str]]:
-    """Check the target and choose the backend; nothing is changed."""
-    info = tgt.probe(opts.python)
-    tgt.check(info, plan, break_system_packages=opts.break_system_packages)
-    if opts.index_url:
-        plan = replace(plan, index_url=opts.index_url)
-    backend, note = backends.select(
-        opts.installer, info, plan, break_system_packages=opts.break_system_packages
-    )
-    return info, backend, plan, [note] if note else []
+def _private_dir(path: Path) -> Path:
+    """A directory only its owner can read (install logs may name private mirrors)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+class _SafeUi(Ui):
+    """The display, which may not fail the install (a terminal that hung up, a closed pipe)."""
+
+    def __init__(self, ui: Ui):
+        self.ui = ui
+
+    def _do(self, fn: Callable[[str], None], text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            fn(text)
+
+    def step(self, text: str) -> None:
+        self._do(self.ui.step, text)
+
+    def line(self, text: str) -> None:
+        self._do(self.ui.line, text)
+
+    def done(self, text: str) -> None:
+        self._do(self.ui.done, text)
+
+    def note(self, text: str) -> None:
+        self._do(self.ui.note, text)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.ui.close()
+
+
+_ERROR_LINE = re.compile(r"^(ERROR:|error:|×|\w*Error\b)")
+_CAUSE = ("Caused by:", "cause:")
 
 
 def _tail(log: Path) -> str:
-    """The installer's own last error line, for the one-line message."""
+    """The installer's own last error line (with its last "cause:" line, where the installer
+    explains that way), for the one-line message."""
     try:
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
-    for line in reversed(lines):
-        s = line.strip()
-        if s.startswith(("ERROR:", "error:", "×", "CondaError", "CondaHTTPError")):
+    for i in range(len(lines) - 1, -1, -1):
+        s = lines[i].strip()
+        if _ERROR_LINE.match(s):
             s = re.sub(r"#sha256=[0-9a-f]+", "", s)
-            return s.removeprefix("ERROR:").removeprefix("error:").strip(" ×")
+            s = s.removeprefix("ERROR:").removeprefix("error:").strip(" ×")
+            causes = [c.strip() for c in lines[i + 1 :] if c.strip().startswith(_CAUSE)]
+            if causes:
+                s += ": " + causes[-1].split(":", 1)[1].strip()
+            return s
     return ""
-
-
-def preflight(index_url: str, plan: Plan, timeout: float = 30.0) -> None:
-    """Ask the index for each pinned project's page: it must answer and list the version."""
-    import urllib.error
-    import urllib.request
-    from html.parser import HTMLParser
-    from urllib.parse import unquote
-
-    class Links(HTMLParser):
-        def __init__(self) -> None:
-            super().__init__()
-            self.files: list[str] = []
-
-        def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
-            href = dict(attrs).get("href") if tag == "a" else None
-            if href:
-                self.files.append(unquote(href.split("#", 1)[0].rsplit("/", 1)[-1]))
-
-    for pin in plan.pins:
-        url = f"{index_url.rstrip('/')}/{tgt.normalize(pin.name)}/"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                page = resp.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as exc:
-            raise InstallError(
-                f"the index answered HTTP {exc.code} for {url}; nothing was changed"
-            ) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise InstallError(f"cannot reach {url}: {reason}; nothing was changed") from None
-        parser = Links()
-        parser.feed(page)
-        want = Version(pin.version).public
-        versions = set()
-        for f in parser.files:
-            if f.endswith(".whl"):
-                try:
-                    versions.add(Version(snapshot.wheel_identity(Path(f))[1]).public)
-                except Exception:
-                    continue
-        if want not in versions:
-            raise InstallError(
-                f"the index {index_url} has no {pin.name} {pin.version} wheel; nothing was changed"
-            )
-
-
-def _stream(argv: Sequence[str], log_file: Any, ui: Ui, env: dict[str, str]) -> int:
-    child = proc.stream(argv, log_file, env=env)
-    try:
-        for line in child.lines():
-            ui.line(line)
-        return child.wait()
-    except BaseException:
-        child.kill()
-        raise
-
-
-def _staged(stage: Path) -> dict[str, tuple[str, Path]]:
-    """What was staged: wheels (pip), or the ``.dist-info`` dirs of uv's scratch install."""
-    out: dict[str, tuple[str, Path]] = {}
-    for src in sorted([*stage.glob("*.whl"), *stage.glob("*.dist-info")]):
-        name, version = snapshot.wheel_identity(src)
-        out[name] = (version, src)
-    return out
-
-
-def _unpacked_size(staged: Sequence[Path]) -> int:
-    return sum(snapshot.manifest(s)[2] for s in staged)
 
 
 class _Clock:
     """Each step's wall time, written to the install log."""
 
-    def __init__(self, log: Any):
+    def __init__(self, log: IO[str]):
         self.log = log
         self.start = self.last = time.monotonic()
 
@@ -194,25 +220,95 @@ class _Clock:
         self.last = now
 
 
-class _Background:
+T = TypeVar("T")
+
+
+class _Background(Generic[T]):
     """Run ``fn`` in a thread; :meth:`result` re-raises what it raised."""
 
-    def __init__(self, fn: Any, *args: Any):
+    def __init__(self, fn: Callable[[], T]):
         self.error: Optional[BaseException] = None
+        self.value: Optional[T] = None
 
         def body() -> None:
             try:
-                fn(*args)
+                self.value = fn()
             except BaseException as exc:  # handed to result()
                 self.error = exc
 
         self.thread = threading.Thread(target=body, daemon=True)
         self.thread.start()
 
-    def result(self) -> None:
+    def result(self) -> T:
         self.thread.join()
         if self.error is not None:
             raise self.error
+        assert self.value is not None
+        return self.value
+
+
+class _Checker:
+    """The index check, racing the steps: it starts once a step has run ``CHECK_GRACE``
+    seconds (a warm install is done before), or at once when a step fails; when the source does
+    not answer it stops the running step."""
+
+    def __init__(self, sources: Sources, plan: Plan, target: tgt.TargetInfo):
+        self.args = (sources, plan, target.minor, target.platform)
+        self.error: Optional[SourceError] = None
+        self.child: Optional[proc.Streamed] = None
+        self._lock = threading.Lock()
+        self._ran = False
+        self._done = threading.Event()
+        self._cancel = threading.Event()
+        if not sources.torch:
+            self._ran = True
+            self._done.set()
+            return
+        threading.Thread(target=self._later, daemon=True).start()
+
+    def _later(self) -> None:
+        if not self._cancel.wait(CHECK_GRACE):
+            self._check()
+
+    def _check(self) -> None:
+        with self._lock:
+            if self._ran:
+                return
+            self._ran = True
+        try:
+            srcmod.check(*self.args)
+        except srcmod.SourceError as exc:
+            self.error = exc
+            child = self.child
+            # No answer at all: the installer would retry for a minute. A listing without the
+            # build is left to the installer, whose own failure comes quickly; this explains it.
+            if child is not None and exc.unreachable:
+                child.stop(grace=0.5)
+        except Exception:  # the check is advice; the installer's own answer stands
+            pass
+        finally:
+            self._done.set()
+
+    def answer(self) -> Optional[SourceError]:
+        """The check's verdict, now (running it here if it has not started)."""
+        self._cancel.set()
+        self._check()
+        self._done.wait()
+        return self.error
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+
+def _unpacked_size(wheels: Sequence[Path]) -> int:
+    total = 0
+    for w in wheels:
+        try:
+            with zipfile.ZipFile(w) as zf:
+                total += sum(i.file_size for i in zf.infolist())
+        except (OSError, zipfile.BadZipFile):
+            continue
+    return total
 
 
 def _check_space(path: str, need: int, what: str) -> None:
@@ -224,24 +320,13 @@ def _check_space(path: str, need: int, what: str) -> None:
         )
 
 
-def quick_check(python: str, plan: Plan, device_checks: bool = True) -> dict[str, Any]:
-    """The post-install check. By default the quick verification (import, versions against the
-    plan, the device, tensor ops, autograd). With --no-verify, only what the installed
-    metadata says, read the way doctor reads it, without importing torch: the planned builds
-    of torch and its companions are the ones installed."""
-    if device_checks:
-        from envsetup.verify import run_verify
-
-        report = run_verify(python, quick=True, plan=plan)
-        results = [{"name": r.name, "status": r.status, "detail": r.detail} for r in report.results]
-        return {"ok": bool(report.ok), "results": results}
-    return confirm_installed(python, plan)
+# --------------------------------------------------------------------------- the check after
 
 
-def confirm_installed(python: str, plan: Plan) -> dict[str, Any]:
-    from envsetup.detect.target import build, query
-
-    _, torch = build(query(python), {})
+def confirm_installed(info: tgt.TargetInfo, plan: Plan) -> Checked:
+    """What the installed metadata says, read the way doctor reads it (no torch import): the
+    planned builds of torch and its companions are the ones installed."""
+    torch = info.torch
     results = []
     want = plan.local_version or plan.torch
     got = torch.version or "not installed"
@@ -257,226 +342,291 @@ def confirm_installed(python: str, plan: Plan) -> dict[str, Any]:
         results.append(
             _result(pin.name, have.split("+")[0] == pin.version, f"{have} (plan {pin.version})")
         )
-    return {"ok": all(r["status"] == "pass" for r in results), "results": results}
+    return Checked(all(r.status == "pass" for r in results), tuple(results))
 
 
-def _result(name: str, ok: bool, detail: str) -> dict[str, str]:
-    return {"name": name, "status": "pass" if ok else "fail", "detail": detail}
+def _result(name: str, ok: bool, detail: str) -> Check:
+    return Check(name, "pass" if ok else "fail", detail)
+
+
+def quick_check(
+    python: str, plan: Plan, device_checks: bool = True, info: Optional[tgt.TargetInfo] = None
+) -> Checked:
+    """The post-install check. By default the quick verification (import, versions against the
+    plan, the device, tensor ops, autograd); with --no-verify, the installed metadata."""
+    if device_checks:
+        from envsetup.verify import run_verify
+
+        report = run_verify(python, quick=True, plan=plan)
+        results = tuple(Check(r.name, r.status, r.detail) for r in report.results)
+        return Checked(bool(report.ok), results)
+    return confirm_installed(info or tgt.probe(python), plan)
+
+
+# --------------------------------------------------------------------------- the transaction
+
+
+def prepare(plan: Plan, opts: Options) -> tuple[tgt.TargetInfo, registry.Chosen, Plan, Sources]:
+    """Check the target, the sources and the backend; nothing is changed."""
+    info = opts.target or tgt.probe(opts.python)
+    tgt.check(info, plan, break_system_packages=opts.break_system_packages)
+    if opts.index_url:
+        plan = replace(plan, index_url=opts.index_url)
+    sources = srcmod.for_install(plan, opts.index_url, opts.find_links)
+    chosen = registry.choose(opts.installer, plan, info, sources)
+    return info, chosen, plan, sources
 
 
 def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
-    info, backend, plan, notes = prepare(plan, opts)
-    for n in notes:
-        ui.note(n)
-    index = plan.index_url
+    ui = _SafeUi(ui)
+    info, chosen, plan, sources = prepare(plan, opts)
+    backend = chosen.backend
     out = Outcome(
-        ok=False, python=info.python, installer=backend.name, plan=plan, notes=notes,
-        dry_run=opts.dry_run,
+        ok=False, python=info.python, installer=backend.name, plan=plan, sources=sources,
+        dry_run=opts.dry_run, create_venv=opts.create_venv,
+        notes=[chosen.note] if chosen.note else [],
     )  # fmt: skip
-    out.direct = backend.direct(plan, index)
-    reqs_display = [f"{p.name}=={p.version}" for p in plan.pins]
+    for n in out.notes:
+        ui.note(n)
+    where = Where(info.python, info.prefix, info.has_pip, opts.break_system_packages,
+                  chosen.tool.argv)  # fmt: skip
+    out.direct = backend.direct(plan, where, sources)
+    if tgt.already_installed(plan, info):
+        out.ok = out.already_installed = True
+        return out
     if opts.dry_run:
-        stage = Path("STAGE")
-        out.resolve = backend.resolve(plan, stage, index)
-        out.commands = [backend.download(plan, stage, index), backend.install(stage, reqs_display)]
+        ctx = Context(plan, info, sources, chosen.tool, Path("WORK"), opts.break_system_packages)
+        staging = backend.stage(ctx)
+        out.files = [(str(ctx.work / name), text) for name, text in staging.files]
+        out.steps = [*staging.fetch, backend.install(ctx)]
         out.ok = True
         return out
+    return _Transaction(plan, opts, ui, info, backend, chosen.tool, sources, out).run()
 
-    root = opts.cache_dir or cache_dir()
-    (root / "logs").mkdir(parents=True, exist_ok=True)
-    log_path = root / "logs" / f"install-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    out.log = str(log_path)
-    work = Path(tempfile.mkdtemp(prefix="install-", dir=root))
-    stage, saved_dir = work / "stage", work / "saved"
-    stage.mkdir()
-    env = proc.clean_env()
-    cleanup: Optional[_Background] = None
-    try:
-        with log_path.open("w", encoding="utf-8") as log:
-            clock = _Clock(log)
-            if isinstance(backend, backends.CondaBackend):
-                _conda(plan, backend, info, out, log, ui, env, stage)
-                return _finish(out, plan, opts, ui)
-            # 1. Stage every file; the target is not touched. The index check runs alongside.
-            checked = None
-            if index:
-                ui.step(f"checking {index}")
-                checked = _Background(preflight, index, plan)
-            ui.step(f"downloading torch {plan.torch} ({plan.variant}) and its dependencies")
-            download = backend.download(plan, stage, index)
-            argvs = [backend.resolve(plan, stage, index), download]
-            out.resolve = argvs[0]
-            out.commands.append(download)
-            if argvs[0] is not None:
-                backends.UvBackend.requirements(stage).write_text(
-                    "\n".join(plan.requirements()) + "\n", encoding="utf-8"
-                )
-            for argv in argvs:
-                if argv is None:
-                    continue
+
+class _Transaction:
+    def __init__(
+        self,
+        plan: Plan,
+        opts: Options,
+        ui: Ui,
+        info: tgt.TargetInfo,
+        backend: Backend,
+        tool: registry.Tool,
+        sources: Sources,
+        out: Outcome,
+    ):
+        self.plan, self.opts, self.ui, self.info = plan, opts, ui, info
+        self.backend, self.tool, self.sources, self.out = backend, tool, sources, out
+        self.guard = Guard()
+
+    def run(self) -> Outcome:
+        root = _private_dir(self.opts.cache_dir or cache_dir())
+        logs = _private_dir(root / "logs")
+        snapshot.clean_stale(root, WORK_PREFIX)
+        snapshot.clean_stale(Path(self.info.prefix), snapshot.SNAPSHOT_PREFIX)
+        self.log_path = logs / f"install-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.out.log = str(self.log_path)
+        self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=root))
+        self.snap: Optional[snapshot.Snapshot] = None
+        self.recording: Optional[_Background[snapshot.Snapshot]] = None
+        self.installed = False
+        try:
+            with self.guard, open(fd, "w", encoding="utf-8") as log:
+                self.log = log
                 try:
-                    rc = _stream(argv, log, ui, env)
-                except KeyboardInterrupt:
-                    raise EnvsetupError(
-                        "interrupted while downloading; nothing was changed",
-                        code="interrupted",
-                        exit_code=EXIT_INTERRUPTED,
-                    ) from None
-                clock.step("resolve" if argv is argvs[0] else "download")
-                if rc != 0:
-                    if checked is not None:
-                        checked.result()  # the index's own answer says more than the installer's
-                    why = _tail(log_path) or f"exit {rc}"
-                    raise InstallError(
-                        f"download failed: {why}; nothing was changed (log: {log_path})"
+                    return self._steps()
+                except Interrupted as exc:  # between the steps: nothing half-done
+                    state = (
+                        "the install had finished; it was not checked"
+                        if self.installed
+                        else "nothing was changed"
                     )
-            if checked is not None:
-                checked.result()
-            staged = _staged(stage)
-            missing = [p.name for p in plan.pins if tgt.normalize(p.name) not in staged]
-            if missing:
-                raise InstallError(
-                    f"the index gave no wheel for {', '.join(missing)}; nothing was changed "
-                    f"(log: {log_path})"
-                )
-            ui.done(f"downloaded {len(staged)} files")
-            # 2. What will change, disk space, and a saved copy of what will be replaced.
-            at_risk = {n: v for n, (v, _) in staged.items() if info.dists.get(n) != v}
-            wheels = [staged[n][1] for n in at_risk]
-            site = info.platlib or info.purelib
-            _check_space(site, _unpacked_size(wheels), "the install")
-            replaced = [n for n in at_risk if n in info.dists]
-            if replaced:
-                ui.step(f"saving the installed {', '.join(replaced)} for a restore")
-            saved = snapshot.save(info, replaced, saved_dir)
-            before_listing = snapshot.listing(info)
-            clock.step("space check and saved copies")
-            # 3. Install offline, from the stage only.
-            reqs = [f"{p.name}=={staged[tgt.normalize(p.name)][0]}" for p in plan.pins]
-            argv = backend.install(stage, reqs)
-            out.commands.append(argv)
-            ui.step(f"installing with {backend.name}")
-            interrupted = False
-            try:
-                rc = _stream(argv, log, ui, env)
-            except KeyboardInterrupt:
-                interrupted, rc = True, -int(signal.SIGINT)
-            if rc != 0:
-                why = (
-                    "interrupted"
-                    if interrupted
-                    else _tail(log_path)
-                    or (f"the installer was killed (signal {-rc})" if rc < 0 else f"exit {rc}")
-                )
-                ui.step("restoring the previous state")
-                log.write("\n# restoring the previous state\n")
-                problems = _restore(backend, info, saved, saved_dir, wheels, before_listing, log)
-                out.restored = not problems
-                state = (
-                    "the environment was restored to its previous state"
-                    if not problems
-                    else f"the restore left differences: {'; '.join(problems[:5])}"
-                )
-                raise InstallError(
-                    f"install failed ({why}); {state} (log: {log_path})",
-                    exit_code=EXIT_INTERRUPTED if interrupted else None,
-                )
-            clock.step("install")
-            # The stage is no longer needed: remove it while the check runs.
-            cleanup = _Background(shutil.rmtree, work, True)
-            after = tgt.probe(info.python).dists
-            out.changed = snapshot.differences(info.dists, after)
-            ui.done(f"installed {', '.join(reqs)} with {backend.name}")
-            _finish(out, plan, opts, ui)
-            clock.step("check")
-        return out
-    finally:
-        ui.close()
-        if cleanup is not None:
-            cleanup.thread.join()
-        shutil.rmtree(work, ignore_errors=True)
+                    log.write(f"# {exc.what}; {state}\n")
+                    raise EnvsetupError(
+                        f"{exc.what}; {state} (log: {self.log_path})",
+                        code="interrupted",
+                        exit_code=exc.exit_code,
+                    ) from None
+        finally:
+            self.ui.close()
+            if self.snap is None and self.recording is not None:
+                with contextlib.suppress(Exception):
+                    self.snap = self.recording.result()  # a stage that failed early
+            if self.snap is not None:
+                self.snap.remove()
+            shutil.rmtree(self.work, ignore_errors=True)
 
+    # -- running one step
 
-def _finish(out: Outcome, plan: Plan, opts: Options, ui: Ui) -> Outcome:
-    ui.step("verifying torch in the target" if opts.verify else "checking torch imports")
-    out.verify = quick_check(out.python, plan, device_checks=opts.verify)
-    ui.close()
-    if not out.verify["ok"]:
-        bad = [r for r in out.verify["results"] if r["status"] == "fail"]
-        detail = "; ".join(f"{r['name']}: {r['detail']}" for r in bad) or "failed"
-        out.error = f"installed, but the check failed: {detail}"
-        return out
-    out.ok = True
-    return out
+    def _stream(self, step: Step, checker: Optional[_Checker]) -> int:
+        env = proc.clean_env(step.env)
+        child = proc.stream(step.argv, self.log, env=env, redact=self.sources.mask)
+        if checker is not None:
+            checker.child = child
+        try:
+            for line in child.lines():
+                self.ui.line(line)
+            return child.wait()
+        except BaseException:
+            with self.guard.deferred():
+                child.stop()
+            raise
+        finally:
+            if checker is not None:
+                checker.child = None
 
+    def _quiet(self, step: Step) -> int:
+        child = proc.stream(step.argv, self.log, env=proc.clean_env(step.env),
+                            redact=self.sources.mask)  # fmt: skip
+        for _ in child.lines():
+            pass
+        return child.wait()
 
-def _restore(
-    backend: backends.Backend,
-    info: tgt.TargetInfo,
-    saved: list[snapshot.Saved],
-    saved_dir: Path,
-    wheels: list[Path],
-    before_listing: set[str],
-    log: Any,
-) -> list[str]:
-    """Put the environment back as :attr:`info` recorded it; return what still differs."""
-    env = proc.clean_env()
-    now = tgt.probe(info.python).dists
-    names = {snapshot.wheel_identity(w)[0] for w in wheels}
-    touched = sorted(n for n in names if n in now and now[n] != info.dists.get(n))
-    if touched:
-        _quiet(backend.uninstall(touched), log, env)
-    snapshot.scrub(info, wheels, before_listing)
-    if saved:
-        _quiet(backend.reinstall(saved_dir, [f"{s.name}=={s.version}" for s in saved]), log, env)
-    return snapshot.differences(info.dists, tgt.probe(info.python).dists)
-
-
-def _quiet(argv: Sequence[str], log: Any, env: dict[str, str]) -> int:
-    child = proc.stream(argv, log, env=env)
-    for _ in child.lines():
-        pass
-    return child.wait()
-
-
-def _conda(
-    plan: Plan,
-    backend: backends.CondaBackend,
-    info: tgt.TargetInfo,
-    out: Outcome,
-    log: Any,
-    ui: Ui,
-    env: dict[str, str],
-    stage: Path,
-) -> Outcome:
-    """conda: download-only, then offline install; a failure rolls back to the last revision."""
-    import json
-
-    res = proc.run(backend.revisions(), timeout=120, env=env)
-    try:
-        revision = int(json.loads(res.stdout)[-1]["rev"]) if res.ok else None
-    except (ValueError, KeyError, IndexError, TypeError):
-        revision = None
-    ui.step(f"downloading torch {plan.torch} with conda")
-    argv = backend.download(plan, stage, None)
-    out.commands.append(argv)
-    rc = _stream(argv, log, ui, env)
-    if rc != 0:
-        raise InstallError(f"conda download failed: {_tail(Path(out.log or '')) or f'exit {rc}'}; "
-                           f"nothing was changed (log: {out.log})")  # fmt: skip
-    argv = backend.install(stage, [])
-    out.commands.append(argv)
-    ui.step("installing with conda (offline)")
-    rc = _stream(argv, log, ui, env)
-    if rc != 0:
-        restored = revision is not None and _quiet(backend.revision(revision), log, env) == 0
-        out.restored = restored
-        state = (
-            f"rolled back to conda revision {revision}"
-            if restored
-            else "the rollback failed: see the log"
+    def _why(self, rc: int) -> str:
+        return _tail(self.log_path) or (
+            f"the installer was killed (signal {-rc})" if rc < 0 else f"exit {rc}"
         )
-        raise InstallError(f"conda install failed (exit {rc}); {state} (log: {out.log})")
-    after = tgt.probe(info.python).dists
-    out.changed = snapshot.differences(info.dists, after)
-    return out
+
+    # -- the steps
+
+    def _steps(self) -> Outcome:
+        plan, backend, info, ui, out = self.plan, self.backend, self.info, self.ui, self.out
+        clock = _Clock(self.log)
+        ctx = Context(plan, info, self.sources, self.tool, self.work,
+                      self.opts.break_system_packages)  # fmt: skip
+        staging = backend.stage(ctx)
+        for name, text in staging.files:
+            (self.work / name).write_text(text, encoding="utf-8")
+        ctx.stage.mkdir()
+        checker = _Checker(self.sources, plan, info)
+        # The record and its links are made while the stage runs: nothing changes until the install.
+        recording = _Background(lambda: snapshot.take(info, snapshot.record(info), self.work))
+        self.recording = recording
+        what = f"torch {plan.torch} ({plan.variant})"
+        # 1. Stage: the target is not touched.
+        for step in staging.fetch:
+            ui.step(f"fetching {what} and its dependencies with {backend.name}")
+            out.steps.append(step)
+            try:
+                rc = self._stream(step, checker)
+            except Interrupted as exc:
+                raise EnvsetupError(
+                    f"{exc.what} while downloading; nothing was changed", code="interrupted",
+                    exit_code=exc.exit_code,
+                ) from None  # fmt: skip
+            clock.step("fetch")
+            if rc != 0:
+                error = checker.answer()  # the index's own answer says more than the installer's
+                if error is not None:
+                    raise error
+                raise InstallError(
+                    f"download failed: {self._why(rc)}; nothing was changed (log: {self.log_path})"
+                )
+        staged = sorted(ctx.stage.glob("*.whl"))
+        if staged:
+            ui.done(f"fetched {len(staged)} files")
+            _check_space(info.platlib or info.purelib, _unpacked_size(staged), "the install")
+        # 2. Snapshot: the record was taken while the stage ran.
+        try:
+            self.snap = recording.result()
+            point = backend.checkpoint(ctx)
+        except OSError as exc:
+            raise InstallError(
+                f"could not record the environment before installing "
+                f"({exc.strerror or exc}); nothing was changed"
+            ) from None
+        except Interrupted as exc:
+            raise EnvsetupError(f"{exc.what}; nothing was changed", code="interrupted",
+                                exit_code=exc.exit_code) from None  # fmt: skip
+        clock.step("snapshot")
+        # 3. Install.
+        step = backend.install(ctx)
+        out.steps.append(step)
+        ui.step(f"installing {what} with {backend.name}")
+        interrupted: Optional[Interrupted] = None
+        try:
+            rc = self._stream(step, checker)
+        except Interrupted as exc:
+            interrupted, rc = exc, -exc.signum
+        clock.step("install")
+        if rc != 0 or interrupted is not None:
+            with self.guard.deferred():
+                self._fail(ctx, rc, interrupted, checker, point)
+        self.installed = True
+        checker.cancel()
+        after = tgt.probe(info.python)
+        out.changed = snapshot.dist_changes(info.dists, after.dists)
+        ui.done(f"installed {what} with {backend.name}")
+        self._finish(after)
+        clock.step("check")
+        return out
+
+    def _fail(
+        self,
+        ctx: Context,
+        rc: int,
+        interrupted: Optional[Interrupted],
+        checker: _Checker,
+        point: Optional[str],
+    ) -> None:
+        """Restore, then raise the one-line error (never returns)."""
+        assert self.snap is not None
+        error = None if interrupted is not None else checker.answer()
+        if interrupted is None and error is None and self.guard.pending is not None:
+            interrupted = self.guard.pending  # the installer died of the same signal
+        self.ui.step("restoring the previous state")
+        self.log.write("\n# restoring the previous state\n")
+        if point is not None:
+            back = self.backend.rollback(ctx, point)
+            if back is not None:
+                self.out.steps.append(back)
+                self._quiet(back)
+        started = time.monotonic()
+        acted, problems = snapshot.restore(self.snap)
+        self.log.write(
+            f"# restore: {acted} files and directories removed or put back in "
+            f"{time.monotonic() - started:.2f} s\n"
+        )
+        now = tgt.probe(self.info.python).dists
+        problems += snapshot.dist_changes(self.info.dists, now)
+        self.out.restored = not problems
+        if problems:
+            state = f"the restore left differences: {'; '.join(problems[:5])}"
+        elif acted == 0:
+            state = "nothing was changed"
+        else:
+            state = "the environment was restored to its previous state"
+        self.log.write(f"# {state}\n")
+        self.log.flush()
+        where = f"(log: {self.log_path})"
+        if interrupted is not None:
+            raise EnvsetupError(f"{interrupted.what} while installing; {state} {where}",
+                                code="interrupted", exit_code=interrupted.exit_code)  # fmt: skip
+        if error is not None:
+            raise InstallError(f"{error.said(state)} {where}")
+        raise InstallError(f"install failed ({self._why(rc)}); {state} {where}")
+
+    def _finish(self, after: tgt.TargetInfo) -> None:
+        out, opts = self.out, self.opts
+        self.ui.step("verifying torch in the target" if opts.verify else "checking the install")
+        out.verify = quick_check(out.python, self.plan, device_checks=opts.verify, info=after)
+        self.ui.close()
+        if not out.verify.ok:
+            detail = "; ".join(f"{r.name}: {r.detail}" for r in out.verify.failures) or "failed"
+            out.error = f"installed, but the check failed: {detail}"
+            return
+        out.ok = True
+
+
+__all__ = [
+    "Check",
+    "Checked",
+    "InstallError",
+    "Options",
+    "Outcome",
+    "install",
+    "prepare",
+    "quick_check",
+]

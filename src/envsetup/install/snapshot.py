@@ -1,252 +1,230 @@
-"""Record what an install will replace, and put it back exactly when the install fails.
+"""Record the environment's files before an install, and put them back exactly after a failure.
 
-Before installing, every distribution the install may replace is saved as a wheel built from
-its installed files (the files its RECORD lists, read back from disk), so a restore needs no
-network and gives back the very bytes that were there, whatever index they once came from.
-On failure: the distributions the install added or changed are removed (with the installer,
-then file by file for what a killed installer left half-written), the saved wheels are
-reinstalled by name with ``--no-deps``, and the result is compared with the record.
+The record lists every file and directory under the places an installer writes to (the whole
+prefix of a virtual or conda environment; site-packages, the scripts directory and the data
+directories otherwise) with its inode, size and modification time. The snapshot keeps a hard
+link to every recorded file, so it costs a directory entry per file, not a copy, and holds the
+very bytes that were there: installers replace a file by removing it and writing a new one (pip
+unlinks before it writes, uv links or renames into place), so the old inode stays intact in
+the snapshot.
+
+A restore compares files, not only the installed distributions: what the installer added
+anywhere under the recorded places (a new distribution, a script in bin/, a man page under
+share/, pip's ``~`` stash directories, byte-code) is removed, what it removed or replaced is
+linked back from the snapshot, and the result is compared with the record again.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import os
 import re
 import shutil
-import zipfile
+import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Optional
 
-from packaging.utils import parse_wheel_filename
+from envsetup.install.target import TargetInfo
 
-from envsetup.errors import EnvsetupError
-from envsetup.install.target import TargetInfo, normalize
-from envsetup.target import run_script
-
-# Runs in the target: where each named distribution's files are.
-_FILES = r"""
-import json, sys
-import importlib.metadata as md
-want = set(sys.argv[1:])
-out = {}
-for d in md.distributions():
-    name = d.metadata["Name"] or ""
-    key = name.lower().replace("_", "-").replace(".", "-")
-    while "--" in key:
-        key = key.replace("--", "-")
-    if key not in want or key in out:
-        continue
-    files = [str(d.locate_file(f)) for f in (d.files or [])]
-    eps = [e.name for e in d.entry_points if e.group in ("console_scripts", "gui_scripts")]
-    out[key] = {"name": name, "version": d.version, "location": str(d.locate_file("")),
-                "dist_info": str(getattr(d, "_path", "")), "files": files, "scripts": eps}
-print(json.dumps(out))
-"""
-
-_SKIP_META = {"RECORD", "INSTALLER", "WHEEL"}  # direct_url.json stays: freeze shows it
+SNAPSHOT_PREFIX = ".envsetup-snapshot-"
+SKIP_DIRS = {"conda-meta"}  # conda's own history: its revisions restore it
 
 
 @dataclass(frozen=True)
-class Saved:
-    name: str  # normalised
-    version: str
-    wheel: Path
+class Stat:
+    ino: int
+    size: int
+    mtime_ns: int
+    link: Optional[str] = None  # a symbolic link's target
 
 
-def _hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256=" + base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+@dataclass
+class Record:
+    roots: tuple[str, ...]
+    files: dict[str, Stat] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
 
 
-def _pack(entry: dict[str, Any], info: TargetInfo, dest: Path) -> Path:
-    """Write a wheel holding the installed files of one distribution."""
-    name = re.sub(r"[-_.]+", "_", entry["name"])
-    version = entry["version"]
-    data = f"{name}-{version}.data"
-    location = Path(entry["location"]).resolve()
-    dist_info = Path(entry["dist_info"]).resolve() if entry["dist_info"] else None
-    prefix = Path(info.prefix).resolve()
-    scripts_dir = Path(info.scripts).resolve() if info.scripts else None
-    generated = set(entry["scripts"])  # console scripts: the installer writes them anew
-    wheel = dest / f"{name}-{version}-py3-none-any.whl"
-    record: list[str] = []
-    info_dir = f"{dist_info.name}" if dist_info else f"{name}-{version}.dist-info"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_STORED) as zf:
-        for raw in entry["files"]:
-            src = Path(raw)
-            if not src.is_file():
-                continue
-            real = src.resolve()
-            if dist_info and real.parent == dist_info and real.name in _SKIP_META:
-                continue
-            try:
-                arc = real.relative_to(location).as_posix()
-            except ValueError:
-                if scripts_dir is not None and real.parent == scripts_dir:
-                    if real.name in generated:
-                        continue
-                    arc = f"{data}/scripts/{real.name}"
-                else:
-                    try:
-                        arc = f"{data}/data/{real.relative_to(prefix).as_posix()}"
-                    except ValueError:
-                        continue  # outside the environment: not ours to restore
-            if "__pycache__" in arc:
-                continue
-            zf.write(real, arc)
-            record.append(f"{arc},{_hash(real)},{real.stat().st_size}")
-        purelib = os.path.realpath(info.purelib) == str(location)
-        wheel_meta = (
-            "Wheel-Version: 1.0\nGenerator: envsetup (saved installed files)\n"
-            f"Root-Is-Purelib: {'true' if purelib else 'false'}\nTag: py3-none-any\n"
-        )
-        zf.writestr(f"{info_dir}/WHEEL", wheel_meta)
-        record.append(f"{info_dir}/WHEEL,,")
-        record.append(f"{info_dir}/RECORD,,")
-        zf.writestr(f"{info_dir}/RECORD", "\n".join(record) + "\n")
-    return wheel
+@dataclass
+class Snapshot:
+    record: Record
+    where: Path  # the directory holding the links (removed by :meth:`remove`)
+    links: dict[str, str] = field(default_factory=dict)  # recorded path → its link or copy
+    copied: int = 0  # files that could not be linked and were copied
+
+    def remove(self) -> None:
+        shutil.rmtree(self.where, ignore_errors=True)
 
 
-def save(info: TargetInfo, names: Iterable[str], dest: Path) -> list[Saved]:
-    """Save each named installed distribution (normalised names) as a wheel under ``dest``."""
-    wanted = sorted({normalize(n) for n in names if normalize(n) in info.dists})
-    if not wanted:
-        return []
-    dest.mkdir(parents=True, exist_ok=True)
-    found = run_script(info.python, _FILES, tuple(wanted), timeout=120)
-    out = []
-    for key in wanted:
-        entry = found.get(key)
-        if entry is None:
-            raise EnvsetupError(f"could not read the installed files of {key} in {info.python}")
-        out.append(Saved(key, entry["version"], _pack(entry, info, dest)))
-    return out
+def roots(info: TargetInfo) -> tuple[str, ...]:
+    """Where an installer may write for ``info``."""
+    if info.in_venv or info.conda or not info.exists:
+        candidates = [info.prefix]
+    else:  # a system interpreter: not the whole of /usr
+        data = info.data or info.prefix
+        candidates = [info.purelib, info.platlib, info.scripts]
+        candidates += [os.path.join(data, d) for d in ("share", "etc", "include")]
+    out: list[str] = []
+    for c in sorted({os.path.abspath(c) for c in candidates if c}, key=len):
+        if not any(c == r or c.startswith(r + os.sep) for r in out):
+            out.append(c)
+    return tuple(out)
 
 
-def listing(info: TargetInfo) -> set[str]:
-    """The top-level entries of site-packages and of the scripts directory."""
-    seen: set[str] = set()
-    for d in {info.purelib, info.platlib, info.scripts}:
-        if d and os.path.isdir(d):
-            seen.update(os.path.join(d, n) for n in os.listdir(d))
-    return seen
-
-
-def wheel_identity(path: Path) -> tuple[str, str]:
-    """(normalised name, version) of a wheel file, or of an installed ``.dist-info`` dir."""
-    if path.name.endswith(".dist-info"):
-        name, _, version = path.name[: -len(".dist-info")].rpartition("-")
-        return normalize(name), version
-    wname, wversion, _, _ = parse_wheel_filename(path.name)
-    return normalize(str(wname)), str(wversion)
-
-
-def manifest(source: Path) -> tuple[list[str], list[str], int]:
-    """What a staged distribution puts in site-packages: (paths, console scripts, bytes).
-
-    ``source`` is a wheel, or the ``.dist-info`` directory of a scratch install (its RECORD).
-    """
-    if source.is_dir():
-        paths: list[str] = []
-        size = 0
-        with contextlib.suppress(OSError):
-            for line in (source / "RECORD").read_text("utf-8", "replace").splitlines():
-                parts = line.rsplit(",", 2)
-                if len(parts) == 3 and parts[0] and not parts[0].startswith(("/", "..")):
-                    paths.append(parts[0])
-                    size += int(parts[2]) if parts[2].isdigit() else 0
-        eps: list[str] = []
-        with contextlib.suppress(OSError):
-            eps = _entry_points_text((source / "entry_points.txt").read_text("utf-8", "replace"))
-        return paths, eps, size
-    with zipfile.ZipFile(source) as zf:
-        infos = zf.infolist()
-        return [i.filename for i in infos], _entry_points(zf), sum(i.file_size for i in infos)
-
-
-def scrub(info: TargetInfo, wheels: Iterable[Path], before: set[str]) -> None:
-    """Delete what these staged distributions (wheels or scratch-installed ``.dist-info``
-    directories) would have put in the environment, and new stash entries.
-
-    Used after a failed (possibly killed) install, before the saved wheels are put back.
-    """
-    roots = [Path(p) for p in {info.purelib, info.platlib} if p]
-    scripts = Path(info.scripts) if info.scripts else None
-    dirs: set[Path] = set()
-    for wheel in wheels:
+def _walk(root: str, files: dict[str, Stat], dirs: set[str]) -> None:
+    stack = [root]
+    while stack:
+        d = stack.pop()
         try:
-            names, eps, _ = manifest(wheel)
-        except (OSError, zipfile.BadZipFile):
+            it = os.scandir(d)
+        except OSError:
             continue
-        for arc in names:
-            parts = arc.split("/")
-            if parts[0].endswith(".data"):
-                if len(parts) == 3 and parts[1] == "scripts" and scripts is not None:
-                    _unlink(scripts / parts[2])
-                continue
-            for root in roots:
-                target = root / arc
-                if _unlink(target):
-                    dirs.update(target.parents)
-        if scripts is not None:
-            for ep in eps:
-                _unlink(scripts / ep)
-    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-        if d in roots or not any(r in d.parents for r in roots):
-            continue
-        with contextlib.suppress(OSError):
-            d.rmdir()  # only when empty
-    # What an interrupted pip leaves: renamed stash directories (``~orch``) and empty dirs.
-    for entry in listing(info) - before:
-        base = os.path.basename(entry)
-        if base.startswith("~"):
-            if os.path.isdir(entry) and not os.path.islink(entry):
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                _unlink(Path(entry))
-        elif os.path.isdir(entry) and not os.listdir(entry):
-            os.rmdir(entry)
+        dirs.add(d)
+        with it:
+            for e in it:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        if e.name.startswith(SNAPSHOT_PREFIX) or (
+                            d == root and e.name in SKIP_DIRS
+                        ):
+                            continue
+                        stack.append(e.path)
+                        continue
+                    st = e.stat(follow_symlinks=False)
+                    link = os.readlink(e.path) if e.is_symlink() else None
+                except OSError:
+                    continue
+                files[e.path] = Stat(st.st_ino, st.st_size, st.st_mtime_ns, link)
 
 
-def _entry_points(zf: zipfile.ZipFile) -> list[str]:
-    out: list[str] = []
-    for arc in zf.namelist():
-        if arc.endswith(".dist-info/entry_points.txt"):
-            out += _entry_points_text(zf.read(arc).decode("utf-8", "replace"))
-    return out
+def record(info: TargetInfo) -> Record:
+    rec = Record(roots(info))
+    for r in rec.roots:
+        if os.path.isdir(r):
+            _walk(r, rec.files, rec.dirs)
+    return rec
 
 
-def _entry_points_text(text: str) -> list[str]:
-    out: list[str] = []
-    section = ""
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("["):
-            section = line.strip("[]")
-        elif "=" in line and section in ("console_scripts", "gui_scripts"):
-            out.append(line.split("=", 1)[0].strip())
-    return out
-
-
-def _unlink(path: Path) -> bool:
+def _place(info: TargetInfo, work: Path) -> Path:
+    """A directory for the links on the same file system as the environment."""
     try:
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-            return True
+        same = os.stat(work).st_dev == os.stat(info.prefix).st_dev
     except OSError:
-        pass
-    return False
+        same = False
+    if same:
+        where = work / "snapshot"
+        where.mkdir(mode=0o700)
+        return where
+    return Path(tempfile.mkdtemp(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-", dir=info.prefix))
 
 
-def differences(before: dict[str, str], after: dict[str, str]) -> list[str]:
+def take(info: TargetInfo, rec: Record, work: Path) -> Snapshot:
+    """Keep a hard link (a copy where a link cannot be made) to every recorded file."""
+    snap = Snapshot(rec, _place(info, work))
+    base = str(snap.where)
+    for i, (path, st) in enumerate(rec.files.items()):
+        if st.link is not None:
+            continue  # a symbolic link is recreated from its recorded target
+        dest = f"{base}/{i}"
+        try:
+            os.link(path, dest)
+        except OSError:
+            try:
+                shutil.copy2(path, dest)
+                snap.copied += 1
+            except OSError:
+                continue  # unreadable: the restore reports it if it changes
+        snap.links[path] = dest
+    return snap
+
+
+def _put_back(path: str, st: Stat, snap: Snapshot) -> bool:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.envsetup-restore"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    if st.link is not None:
+        os.symlink(st.link, tmp)
+    else:
+        src = snap.links.get(path)
+        if src is None:
+            return False
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return True
+
+
+def _same(a: Stat, b: Stat) -> bool:
+    """Same content, as far as the record can tell (size and modification time, or target)."""
+    if a.link is not None or b.link is not None:
+        return a.link == b.link
+    return (a.size, a.mtime_ns) == (b.size, b.mtime_ns)
+
+
+def restore(snap: Snapshot) -> tuple[int, list[str]]:
+    """Put the recorded files back. Returns how many entries it had to remove or put back
+    (0: the installer had changed nothing), and what still differs from the record, in words."""
+    rec = snap.record
+    now = Record(rec.roots)
+    for r in rec.roots:
+        if os.path.isdir(r):
+            _walk(r, now.files, now.dirs)
+    # What the installer added: files, then the directories it made, deepest first.
+    added = now.files.keys() - rec.files.keys()
+    acted = len(added)
+    for path in added:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    for d in sorted(now.dirs - rec.dirs, key=len, reverse=True):
+        acted += 1
+        shutil.rmtree(d, ignore_errors=True)
+    # What it removed or replaced.
+    problems = []
+    for path, st in rec.files.items():
+        cur = now.files.get(path)
+        if cur is not None and (cur.ino == st.ino or st.link is not None) and _same(cur, st):
+            continue
+        if cur is not None and cur.ino == st.ino and st.link is None:
+            problems.append(f"{path} was changed in place")
+            continue
+        acted += 1
+        try:
+            if not _put_back(path, st, snap):
+                problems.append(f"{path} could not be read before the install")
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror or exc}")
+    for d in sorted(rec.dirs - now.dirs, key=len):
+        acted += 1
+        with contextlib.suppress(OSError):
+            os.makedirs(d, exist_ok=True)
+    return acted, problems + differences(rec)
+
+
+def differences(rec: Record) -> list[str]:
+    """How the files under the recorded places differ from the record, in words."""
+    now = Record(rec.roots)
+    for r in rec.roots:
+        if os.path.isdir(r):
+            _walk(r, now.files, now.dirs)
+    out = [f"{p} added" for p in sorted(now.files.keys() - rec.files.keys())]
+    out += [f"{p} missing" for p in sorted(rec.files.keys() - now.files.keys())]
+    out += [
+        f"{p} changed"
+        for p in sorted(rec.files.keys() & now.files.keys())
+        if not _same(rec.files[p], now.files[p])
+    ]
+    out += [f"{d}/ added" for d in sorted(now.dirs - rec.dirs)]
+    return out
+
+
+def dist_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
     """What differs between two ``name → version`` records, in words."""
     out = []
     for name in sorted(set(before) | set(after)):
@@ -260,3 +238,36 @@ def differences(before: dict[str, str], after: dict[str, str]) -> list[str]:
         else:
             out.append(f"{name} {a} became {b}")
     return out
+
+
+def clean_stale(parent: Path, prefix: str) -> None:
+    """Remove ``parent/<prefix><pid>-*`` directories of envsetup runs no longer alive (a run
+    killed with SIGKILL cannot clean up after itself)."""
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for e in entries:
+        m = re.match(re.escape(prefix) + r"(\d+)-", e.name)
+        if m is None or not e.is_dir(follow_symlinks=False):
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def files_of(rec: Record, under: Iterable[str]) -> list[str]:
+    """Recorded files under any of ``under`` (for messages and tests)."""
+    dirs = tuple(os.path.join(u, "") for u in under)
+    return [p for p in rec.files if p.startswith(dirs)]

@@ -1,52 +1,20 @@
-"""What install needs to know about the target interpreter before touching it."""
+"""What install needs to know about the target interpreter before touching it.
+
+The facts come from doctor's own probe (:func:`envsetup.detect.target.query`, one run of
+``detect/target_script.py`` in the target): the same script answers doctor and install.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
 
 from envsetup.errors import EnvsetupError, UsageError
 from envsetup.plan import Plan
-from envsetup.target import run_script
-
-# Runs inside the target (``python -I -c``): standard library only, Python >= 3.7.
-_PROBE = r"""
-import json, os, sys, sysconfig, platform
-try:
-    import importlib.metadata as md
-except ImportError:
-    md = None
-paths = sysconfig.get_paths()
-stdlib = paths.get("stdlib") or ""
-marker = os.path.join(stdlib, "EXTERNALLY-MANAGED")
-dists = {}
-if md is not None:
-    for d in md.distributions():
-        name = d.metadata["Name"]
-        if name:
-            key = name.lower().replace("_", "-").replace(".", "-")
-            dists.setdefault(key, d.version)
-try:
-    import pip  # noqa
-    has_pip = True
-except Exception:
-    has_pip = False
-print(json.dumps({
-    "executable": sys.executable,
-    "version": "%d.%d.%d" % sys.version_info[:3],
-    "prefix": sys.prefix,
-    "base_prefix": getattr(sys, "base_prefix", sys.prefix),
-    "purelib": paths.get("purelib"),
-    "platlib": paths.get("platlib"),
-    "scripts": paths.get("scripts"),
-    "externally_managed": os.path.isfile(marker),
-    "conda": os.path.isdir(os.path.join(sys.prefix, "conda-meta")),
-    "has_pip": has_pip,
-    "system": platform.system().lower(),
-    "machine": platform.machine().lower(),
-    "dists": dists,
-}))
-"""
+from envsetup.profile import Torch
 
 
 @dataclass(frozen=True)
@@ -58,11 +26,15 @@ class TargetInfo:
     purelib: str
     platlib: str
     scripts: str
+    data: str  # where a wheel's .data/data/ files go (the prefix, for a venv)
     externally_managed: bool  # PEP 668 marker present and not in a venv
     conda: bool  # the prefix is a conda environment
     has_pip: bool
     platform: str  # the Plan's spelling: linux_x86_64, macos_arm64, windows_x86_64, …
-    dists: dict[str, str]  # normalised name → version, as importlib.metadata sees them
+    dists: dict[str, str]  # normalised name → version, the first copy on sys.path
+    dist_info: dict[str, str] = field(default_factory=dict)  # normalised name → metadata dir
+    torch: Torch = field(default_factory=Torch)  # torch and its companions, as doctor sees them
+    exists: bool = True  # False: a venv that --dry-run would create
 
     @property
     def in_venv(self) -> bool:
@@ -84,26 +56,72 @@ def _platform(system: str, machine: str) -> str:
     return f"{ {'darwin': 'macos'}.get(system, system) }_{normalise_arch(machine, system)}"
 
 
-def probe(python: str) -> TargetInfo:
-    """Ask the target interpreter about itself; a broken interpreter is a usage error."""
-    try:
-        d = run_script(python, _PROBE, timeout=60)
-    except EnvsetupError as exc:
-        raise UsageError(f"the target interpreter does not run: {exc.message}") from None
-    in_venv = d["prefix"] != d["base_prefix"]
+def from_probe(python: str, data: dict[str, Any]) -> TargetInfo:
+    """A TargetInfo from the probe's JSON (``detect.target.query``)."""
+    from envsetup.detect.target import build
+
+    py, env = data["python"], data["env"]
+    paths = env["paths"]
+    every = {str(k): (str(v[0]), str(v[1])) for k, v in env["dists"].items()}
+    _, torch = build(data, {})
     return TargetInfo(
         python=python,
-        version=d["version"],
-        prefix=d["prefix"],
-        base_prefix=d["base_prefix"],
-        purelib=d["purelib"] or "",
-        platlib=d["platlib"] or "",
-        scripts=d["scripts"] or "",
-        externally_managed=bool(d["externally_managed"]) and not in_venv,
-        conda=bool(d["conda"]),
-        has_pip=bool(d["has_pip"]),
-        platform=_platform(d["system"], d["machine"]),
-        dists={str(k): str(v) for k, v in d["dists"].items()},
+        version=str(py["version"]),
+        prefix=str(py["prefix"]),
+        base_prefix=str(env["base_prefix"]),
+        purelib=paths.get("purelib") or "",
+        platlib=paths.get("platlib") or "",
+        scripts=paths.get("scripts") or "",
+        data=paths.get("data") or str(py["prefix"]),
+        externally_managed=bool(py["externally_managed"]),
+        conda=py.get("conda_env") is not None,
+        has_pip="pip" in every,
+        platform=_platform(str(env["system"]), str(env["machine"])),
+        dists={k: v[0] for k, v in every.items()},
+        dist_info={k: v[1] for k, v in every.items()},
+        torch=torch,
+    )
+
+
+def probe(python: str) -> TargetInfo:
+    """Ask the target interpreter about itself; a broken interpreter is a usage error."""
+    from envsetup.detect.target import query
+
+    try:
+        data = query(python)
+    except EnvsetupError as exc:
+        raise UsageError(f"the target interpreter does not run: {exc.message}") from None
+    return from_probe(python, data)
+
+
+def new_venv(base: TargetInfo, path: str) -> TargetInfo:
+    """The venv ``python -m venv PATH`` would make from ``base``: what --dry-run shows."""
+    root = Path(path)
+    bindir = "Scripts" if base.platform.startswith("windows") else "bin"
+    exe = root / bindir / ("python.exe" if bindir == "Scripts" else "python")
+
+    def moved(p: str) -> str:
+        try:
+            return str(root / Path(p).relative_to(base.prefix))
+        except ValueError:
+            return p
+
+    return replace(
+        base,
+        python=str(exe),
+        prefix=str(root),
+        base_prefix=base.base_prefix,
+        purelib=moved(base.purelib),
+        platlib=moved(base.platlib),
+        scripts=str(root / bindir),
+        data=str(root),
+        externally_managed=False,
+        conda=False,
+        has_pip=True,
+        dists={},
+        dist_info={},
+        torch=Torch(),
+        exists=False,
     )
 
 
@@ -124,17 +142,41 @@ def check(info: TargetInfo, plan: Plan, *, break_system_packages: bool = False) 
             f"{info.python} is externally managed (PEP 668): install into a virtual "
             "environment with --venv PATH, or pass --break-system-packages to write into it anyway"
         )
-    if not info.writable:
+    if info.exists and not info.writable:
         raise UsageError(
             f"{info.purelib} is not writable, and envsetup never uses sudo: "
             "install into a virtual environment with --venv PATH"
         )
 
 
-def normalize(name: str) -> str:
-    import re
+def wanted(plan: Plan) -> dict[str, str]:
+    """The versions the plan's pins will have once installed: normalised name → version.
 
+    With a local version (``2.4.1+cu121``) every pin carries the same label, as the PyTorch
+    index publishes them; without one (the plain package index) the public version."""
+    label = (
+        plan.local_version.split("+", 1)[1]
+        if plan.local_version and "+" in plan.local_version
+        else None
+    )
+    return {normalize(p.name): f"{p.version}+{label}" if label else p.version for p in plan.pins}
+
+
+def already_installed(plan: Plan, info: TargetInfo) -> bool:
+    """Whether every pin is installed at exactly the planned build."""
+    if not info.exists:
+        return False
+    return all(info.dists.get(name) == version for name, version in wanted(plan).items())
+
+
+def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-__all__ = ["TargetInfo", "check", "normalize", "probe"]
+def missing_pins(plan: Plan, info: Optional[TargetInfo]) -> list[str]:
+    """The pins whose planned build is not what ``info`` has (all of them when None)."""
+    want = wanted(plan)
+    return [n for n, v in want.items() if info is None or info.dists.get(n) != v]
+
+
+__all__ = ["TargetInfo", "already_installed", "check", "new_venv", "normalize", "probe"]

@@ -80,9 +80,25 @@ class ConsoleUi(Ui):
             self._progress = None
 
 
+class PlainUi(Ui):
+    """No terminal: one plain line per step on stderr, without loading rich."""
+
+    def step(self, text: str) -> None:
+        say(f"• {text}")
+
+    def done(self, text: str) -> None:
+        say(f"✓ {text}")
+
+    def note(self, text: str) -> None:
+        say(f"! {text}")
+
+
 def make(quiet: bool) -> Ui:
-    return Ui() if quiet else ConsoleUi()
+    if quiet:
+        return Ui()
+    return ConsoleUi() if sys.stderr.isatty() else PlainUi()
 
 
 def say(text: str) -> None:
     sys.stderr.write(text + "\n")
+    sys.stderr.flush()

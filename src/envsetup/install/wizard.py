@@ -1,9 +1,10 @@
 """The interactive ``envsetup install``: target, torch version, variant, packages, installer,
-then the exact commands and a confirmation. Ctrl-C at any prompt changes nothing (exit 130)."""
+then the exact commands and a confirmation. When the index cannot serve the plan (unreachable,
+or without the build), it asks for a mirror or a wheelhouse. Ctrl-C at any prompt changes
+nothing (exit 130)."""
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,7 +16,7 @@ from packaging.version import Version
 from envsetup.plan import Pin, Plan
 
 # (torch version, variant, vision, audio) → Plan; None where only the given plan is possible.
-Replan = Callable[[str, str, bool, bool], Plan]
+Replan = Callable[[Optional[str], Optional[str], bool, bool], Plan]
 
 
 @dataclass
@@ -24,6 +25,49 @@ class Choice:
     venv: Optional[str]  # a new venv to create
     plan: Plan
     installer: str
+    index_url: Optional[str] = None  # a mirror the user gave when the index failed
+    find_links: tuple[str, ...] = ()  # a wheelhouse the user gave instead
+
+
+# (plan, index URL, wheelhouses) → None when the source serves the plan, else why not (one line)
+CheckSource = Callable[[Plan, Optional[str], tuple[str, ...]], Optional[str]]
+
+
+def mirror(answer: str) -> tuple[Optional[str], tuple[str, ...]]:
+    """A mirror as the user typed it: (index URL, wheelhouses). A directory laid out like an
+    index (``<dir>/torch/index.html``) is read as a file:// index, another directory as a
+    wheelhouse; anything else must be an http(s):// or file:// URL."""
+    from envsetup.errors import UsageError
+    from envsetup.index import file_url
+
+    text = answer.strip()
+    if "://" in text:
+        from envsetup.resolve import check_index_url
+
+        return check_index_url(text, "the mirror"), ()
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"{text}: not a URL and not a directory")
+    if (path / "torch" / "index.html").is_file():
+        return file_url(path), ()
+    return None, (str(path.absolute()),)
+
+
+def ask_mirror(problem: str) -> tuple[Optional[str], tuple[str, ...]]:
+    """Ask for a mirror after ``problem``; Ctrl-C or an empty answer stops (nothing changed)."""
+    import questionary
+
+    sys.stdout.write(f"\n{problem}\n")
+    sys.stdout.flush()
+    answer = _ask(
+        questionary.text(
+            "Mirror to install from (an index URL, a file:// index, or a wheelhouse "
+            "directory; empty to stop):"
+        )
+    )
+    if not str(answer).strip():
+        raise KeyboardInterrupt
+    return mirror(str(answer))
 
 
 def _ask(question: Any) -> Any:
@@ -61,7 +105,10 @@ def run(
     installers: list[str],
     default_installer: str,
     python: Optional[str],
-    preview: Callable[[Choice], list[list[str]]],
+    preview: Callable[[Choice], list[str]],
+    check_source: Optional[CheckSource] = None,
+    index_url: Optional[str] = None,
+    find_links: tuple[str, ...] = (),
 ) -> Optional[Choice]:
     """Ask; return the user's choice, or None when they declined at the confirmation."""
     import questionary
@@ -137,11 +184,22 @@ def run(
     installer = _ask(
         questionary.select("Installer:", choices=installers, default=default_installer)
     )
-    choice = Choice(python=python, venv=new_venv, plan=plan, installer=installer)
+    choice = Choice(python=python, venv=new_venv, plan=plan, installer=installer,
+                    index_url=index_url, find_links=find_links)  # fmt: skip
+    if check_source is not None:
+        from envsetup.errors import UsageError
+
+        problem = check_source(plan, index_url, find_links)
+        while problem is not None:
+            try:
+                index_url, find_links = ask_mirror(problem)
+            except UsageError as exc:
+                problem = exc.message
+                continue
+            choice = replace(choice, index_url=index_url, find_links=find_links)
+            problem = check_source(plan, index_url, find_links)
     lines = ["", "envsetup will run:"]
-    if new_venv:
-        lines.append(f"  (create the venv {new_venv})")
-    lines += ["  " + shlex.join(argv) for argv in preview(choice)]
+    lines += ["  " + line for line in preview(choice)]
     sys.stdout.write("\n".join(lines) + "\n\n")
     sys.stdout.flush()
     if not _ask(questionary.confirm("Go ahead?", default=True)):

@@ -8,9 +8,12 @@ The ``versions`` check only gathers versions and requirements in the target (whi
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from envsetup.plan import Plan
+
+if TYPE_CHECKING:
+    from envsetup.verify import CheckResult
 
 # Published dense peaks: (name must contain, name must not contain, {figure: value}, source).
 # TFLOP/s per dtype for matmul (tensor cores for 16-bit), GB/s for memory bandwidth. NVIDIA's
@@ -41,7 +44,7 @@ def known_peak(names: list[str]) -> Optional[tuple[dict[str, float], str]]:
     return None
 
 
-def judge(result: Any, plan: Optional[Plan]) -> Any:
+def judge(result: CheckResult, plan: Optional[Plan]) -> CheckResult:
     """The result as it should be reported: the versions verdict, benchmark peaks added."""
     if result.name == "versions" and result.status == "pass":
         status, detail = judge_versions(result.data, plan)
