@@ -104,3 +104,46 @@ def test_bad_plan_files(tmp_path: Path, content: bytes) -> None:
     f.write_bytes(content)
     line = one_line_error(run_cli("install", "--yes", "--dry-run", "--plan-file", str(f)), 2)
     assert "--plan-file" in line
+
+
+def _script(tmp_path: Path, name: str, body: str) -> str:
+    f = tmp_path / name
+    f.write_text("#!/bin/sh\n" + body + "\n")
+    f.chmod(0o755)
+    return str(f)
+
+
+def _alive(marker: str) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if marker in ln and "ps -eo" not in ln]
+
+
+@pytest.mark.parametrize("command", ["doctor", "plan", "install", "verify"])
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        pytest.param("true.sh", "exit 0", id="prints-nothing"),
+        pytest.param("braces.sh", "echo '{}'", id="prints-empty-json"),
+        pytest.param("binary.sh", r"printf '\377\376\000garbage\n'", id="prints-binary"),
+        pytest.param("list.sh", "echo '[1, 2, 3]'", id="prints-a-list"),
+    ],
+)
+def test_a_target_that_is_no_python(tmp_path: Path, command: str, name: str, body: str) -> None:
+    py = _script(tmp_path, name, body)
+    args = [command, "--python", py] + (["--yes", "--dry-run"] if command == "install" else [])
+    line = one_line_error(run_cli(*args), 2)
+    assert f"--python {py}" in line and "\\x" not in line and "\ufffd" not in line
+
+
+@pytest.mark.parametrize("command", ["doctor", "verify"])
+def test_a_target_that_hangs_is_ended_with_its_children(tmp_path: Path, command: str) -> None:
+    marker = f"sleep 4{os.getpid() % 1000:03d}"
+    py = _script(tmp_path, "hang.sh", f"{marker} & {marker}")
+    start = time.monotonic()
+    r = run_cli(command, "--python", py, timeout=120)
+    assert time.monotonic() - start < 45
+    one_line_error(r, 2)
+    time.sleep(0.5)
+    assert _alive(marker) == []

@@ -67,6 +67,14 @@ def check_python(python: str, flag: str = "--python") -> None:
         )
 
 
+def printable(text: str, limit: int = 80) -> str:
+    """A program's output fit for a one-line message: binary is named, not dumped."""
+    if any((not c.isprintable() and c not in "\t") or c == "\ufffd" for c in text):
+        return f"{len(text)} characters of binary output"
+    text = " ".join(text.split())
+    return repr(text) if len(text) <= limit else repr(text[: limit - 1] + "…")
+
+
 def run_script(
     python: str,
     script: str,
@@ -95,5 +103,6 @@ def run_script(
         return json.loads(lines[-1])
     except json.JSONDecodeError:
         raise EnvsetupError(
-            f"{python} printed something that is not JSON: {lines[-1][:200]}", code="target-failed"
+            f"{python} printed something that is not JSON: {printable(lines[-1])}",
+            code="target-failed",
         ) from None

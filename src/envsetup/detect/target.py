@@ -27,7 +27,46 @@ def query(python: str, deep: bool = False) -> dict[str, Any]:
         timeout=120 if deep else 30,
         isolated=False,
     )
+    _check_reply(python, data)
     return data
+
+
+def _check_reply(python: str, data: Any) -> None:
+    """The probe's reply has the shape the script prints, or the target is not a Python
+    running it (``echo '{}'``): a one-line EnvsetupError, never a KeyError later."""
+    from envsetup.errors import EnvsetupError
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise EnvsetupError(
+                f"{python} did not answer like a Python interpreter running envsetup's probe "
+                f"({what})",
+                code="target-failed",
+            )
+
+    need(isinstance(data, dict), f"a JSON {type(data).__name__} instead of an object")
+    py, env = data.get("python"), data.get("env")
+    need(isinstance(py, dict) and isinstance(env, dict), "no 'python' and 'env' sections")
+    for key, kind in (("version", str), ("prefix", str), ("externally_managed", bool)):
+        need(isinstance(py.get(key), kind), f"python.{key} missing or not a {kind.__name__}")
+    for key in ("base_prefix", "system", "machine"):
+        need(isinstance(env.get(key), str), f"env.{key} missing or not a string")
+    need(isinstance(env.get("paths"), dict), "env.paths is not an object")
+    dists = env.get("dists")
+    need(
+        isinstance(dists, dict)
+        and all(isinstance(v, list) and len(v) == 2 for v in dists.values()),
+        "env.dists is not a map of [version, dist-info]",
+    )
+    need(
+        isinstance(data.get("distributions", []), list)
+        and all(isinstance(d, dict) for d in data.get("distributions", [])),
+        "distributions is not a list of objects",
+    )
+    try:
+        build(data, {})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        need(False, f"{type(exc).__name__}: {exc}")
 
 
 def _uv(env: Mapping[str, str]) -> tuple[Optional[str], Optional[str]]:
