@@ -51,6 +51,24 @@ def _register() -> None:
         __import__(f"envsetup.commands.{name}")
 
 
+def _paragraphs(text: str) -> str:
+    """A docstring's paragraphs, each on one line, so help wraps at the terminal's width and
+    never where the source happened to break a sentence."""
+    import inspect
+
+    paras = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paras if p.strip())
+
+
+def _reflow(cmd: Any) -> None:
+    if cmd.help:
+        cmd.help = _paragraphs(cmd.help)
+        if not cmd.short_help:
+            cmd.short_help = cmd.help.split("\n\n", 1)[0]
+    for sub in getattr(cmd, "commands", {}).values():
+        _reflow(sub)
+
+
 def _error(message: str) -> None:
     sys.stderr.write(f"envsetup: {message}\n")
 
@@ -101,6 +119,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = [a for a in args if a != "--debug"]
     _register()
     command = typer.main.get_command(app)
+    _reflow(command)
     try:
         rc = command.main(args, prog_name="envsetup", standalone_mode=False)
     except EnvsetupError as exc:
