@@ -220,8 +220,15 @@ def test_plan_mismatch_fails_the_versions_check(torch_venv: Path, tmp_path: Path
     path.write_text(plan.to_json())
     res = verify_cli("--python", str(torch_venv), "--device", "cpu", "--quick", "--plan", str(path))
     assert res.returncode == 1, res
-    line = next(ln for ln in res.stdout.splitlines() if "versions" in ln)
-    assert line.startswith("✗ versions")
+    rows = res.stdout.splitlines()
+    at = next(i for i, ln in enumerate(rows) if "versions" in ln)
+    assert rows[at].startswith("✗ versions")
+    more = []  # the detail wraps under itself at the terminal's width
+    for ln in rows[at + 1 :]:
+        if not ln.startswith(" "):
+            break
+        more.append(ln.strip())
+    line = " ".join([rows[at].rstrip(), *more])
     assert "the plan installs 2.4.1+cu121" in line
     assert "plan's build is CUDA 12.1" in line
     assert "torchvision is not installed" in line

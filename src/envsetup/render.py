@@ -233,3 +233,48 @@ def print_report(profile: Profile, findings: list[Finding], file: IO[str] = sys.
         console.print()
     style = "bold red" if any(f.severity == "error" for f in findings) else "bold green"
     console.print(f"[{style}]{verdict(findings)}[/{style}]")
+
+
+# --------------------------------------------------------------------------- verify
+
+CHECK_MARK = {"pass": "✓", "fail": "✗", "skip": "–", "run": "…"}
+CHECK_STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow", "run": "cyan"}
+
+
+def console(file: IO[str] = sys.stdout) -> Any:
+    """The one Console every command prints through: NO_COLOR honoured, no highlighting."""
+    from rich.console import Console
+
+    return Console(file=file, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def check_row(status: str, name: str, seconds: float | None, detail: str) -> Any:
+    """One check's line: mark, name, time, then the detail wrapped under itself (not under the
+    mark) at the console's width, so 80 columns read as well as 200."""
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True, min_width=12)
+    grid.add_column(no_wrap=True, justify="right", min_width=6)
+    grid.add_column(overflow="fold")
+    style = CHECK_STYLE.get(status, "")
+    secs = f"{seconds:.1f}s" if seconds is not None else ""
+    grid.add_row(
+        f"[{style}]{CHECK_MARK.get(status, '?')}[/{style}]", name, secs, escape_markup(detail)
+    )
+    return grid
+
+
+def verify_verdict(ok: bool, counts: dict[str, int], seconds: float, device: str | None) -> str:
+    verdict = "[bold green]all checks passed[/]" if ok else "[bold red]FAILED[/]"
+    return (
+        f"{verdict}: {counts.get('pass', 0)} passed, {counts.get('fail', 0)} failed, "
+        f"{counts.get('skip', 0)} skipped in {seconds:.1f} s (on {device or 'no device'})"
+    )
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

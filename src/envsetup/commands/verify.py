@@ -10,9 +10,6 @@ import typer
 
 from envsetup.cli import app
 
-_MARKS = {"pass": "✓", "fail": "✗", "skip": "–", "run": "…"}
-_STYLES = {"pass": "green", "fail": "bold red", "skip": "yellow", "run": "cyan"}
-
 
 @app.command("verify")
 def verify(
@@ -65,29 +62,24 @@ def verify(
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
         raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
 
-    from rich.console import Console
+    from envsetup import render
 
-    console = Console(highlight=False, soft_wrap=True)
-    console.print(f"[bold]envsetup verify[/bold] {target} (device: {device})")
+    con = render.console()
+    con.print(f"[bold]envsetup verify[/bold] {render.escape_markup(target)} (device: {device})")
     live_box: dict[str, Any] = {}
 
-    def row(mark: str, name: str, seconds: Optional[float], detail: str) -> str:
-        secs = f"{seconds:6.1f}s" if seconds is not None else "       "
-        style = _STYLES[mark]
-        return f"[{style}]{_MARKS[mark]}[/{style}] {name:<13}{secs}  {_escape(detail)}"
-
     def on_start(name: str) -> None:
-        if console.is_terminal:
+        if con.is_terminal:
             status = live_box.get("status")
-            text = row("run", name, None, "running…")
+            text = f"[cyan]…[/cyan] {name} running…"
             if status is None:
-                live_box["status"] = console.status(text)
+                live_box["status"] = con.status(text)
                 live_box["status"].start()
             else:
                 status.update(text)
 
     def on_result(r: Any) -> None:
-        console.print(row(r.status, r.name, r.seconds, r.detail))
+        con.print(render.check_row(r.status, r.name, r.seconds, r.detail))
 
     try:
         report = run_verify(
@@ -102,13 +94,7 @@ def verify(
     finally:
         if "status" in live_box:
             live_box["status"].stop()
-    counts = report.counts()
-    dev = report.device or "no device"
-    verdict = "[bold green]all checks passed[/]" if report.ok else "[bold red]FAILED[/]"
-    console.print(
-        f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, "
-        f"{counts['skip']} skipped in {report.seconds:.1f} s (on {dev})"
-    )
+    con.print(render.verify_verdict(report.ok, report.counts(), report.seconds, report.device))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
 
 
@@ -124,19 +110,15 @@ def _distributed(target: str, timeout: float, processes: Optional[int], as_json:
         if lead or not report.ok:
             sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
         raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
-    from rich.console import Console
+    from envsetup import render
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = render.console()
     shown: list[Any] = []
 
     def on_result(r: Any) -> None:
         shown.append(r)
         if lead or r.status == "fail":
-            secs = f"{r.seconds:6.1f}s"
-            console.print(
-                f"[{_STYLES[r.status]}]{_MARKS[r.status]}[/{_STYLES[r.status]}] "
-                f"{r.name:<13}{secs}  {_escape(r.detail)}"
-            )
+            console.print(render.check_row(r.status, r.name, r.seconds, r.detail))
 
     if lead:
         console.print(f"[bold]envsetup verify --distributed[/bold] {target}")
@@ -147,9 +129,3 @@ def _distributed(target: str, timeout: float, processes: Optional[int], as_json:
         console.print(f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, "
                       f"{counts['skip']} skipped in {report.seconds:.1f} s")  # fmt: skip
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
