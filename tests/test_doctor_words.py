@@ -160,3 +160,16 @@ def test_every_install_fix_is_one_envsetup_accepts(torch_venv: Path, tmp_path: P
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert res.returncode == 0, (fix, res.stderr)
+
+
+def test_verify_fails_when_pythonpath_shadows_torch(torch_venv: Path, tmp_path: Path) -> None:
+    src = plant(tmp_path / "src", "x", {"torch/__init__.py": "__version__ = 'impostor'\n"})
+    r = run_cli(
+        "verify", "--quick", "--json", "--python", str(torch_venv), env={"PYTHONPATH": str(src)}
+    )
+    assert r.returncode == 1, r
+    checks = {c["name"]: c for c in r.json()["checks"]}
+    assert checks["pythonpath"]["status"] == "fail" and str(src) in checks["pythonpath"]["detail"]
+    assert checks["import"]["status"] == "pass"  # the installed torch itself is fine
+    clean = run_cli("verify", "--quick", "--json", "--python", str(torch_venv))
+    assert clean.returncode == 0 and "pythonpath" not in {c["name"] for c in clean.json()["checks"]}

@@ -11,6 +11,7 @@ every later check needs: those are then reported as skipped.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,6 +129,25 @@ def nvml_gpu_names() -> tuple[Optional[list[str]], str]:
     return names, "compared with NVML"
 
 
+def _pythonpath_check(environ: Mapping[str, str]) -> Optional[CheckResult]:
+    """The checks run in the target as installed; the user's shell also has PYTHONPATH. When it
+    puts another torch (or companion) first, what the user imports is not what passed here."""
+    from envsetup.detect.pythonpath import shadows
+
+    _, found = shadows(environ)
+    if not found:
+        return None
+    where = "; ".join(f"{name} from {file}" for name, file in sorted(found.items()))
+    return CheckResult(
+        "pythonpath",
+        "fail",
+        0.0,
+        f"PYTHONPATH in this shell loads {where}, not the installed copy these checks ran on: "
+        "remove it from PYTHONPATH (envsetup doctor gives the command)",
+        {"shadows": dict(found)},
+    )
+
+
 def run_verify(
     python: str,
     *,
@@ -166,6 +186,9 @@ def run_verify(
     limits = dict(DEFAULT_TIMEOUTS)
     if timeouts:
         limits.update(timeouts)
+    shadow = _pythonpath_check(os.environ if env is None else {**os.environ, **env})
+    if shadow is not None and on_result is not None:
+        on_result(shadow)
     results, cache = runner.run_checks(
         python,
         names,
@@ -179,7 +202,7 @@ def run_verify(
     return VerifyReport(
         python=python,
         device_requested=device,
-        results=results,
+        results=([shadow] if shadow is not None else []) + results,
         seconds=time.monotonic() - start,
         inductor_cache=cache,
     )
