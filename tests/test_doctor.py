@@ -211,6 +211,8 @@ def test_human_report_and_markdown(torch_venv: Path, tmp_path: Path) -> None:
     assert human.returncode == 1
     assert "\x1b[" not in human.stdout  # NO_COLOR is honoured
     assert "NVIDIA H100 80GB HBM3" in human.stdout and "sm_90" in human.stdout
+    assert "GPUs 0-7: 8 x NVIDIA H100 80GB HBM3" in human.stdout  # identical GPUs: one line
+    assert all(len(ln) <= 120 for ln in human.stdout.splitlines() if "fix:" not in ln)
     assert human.stdout.index("Findings") > human.stdout.index("torch 2.13.0+cpu")
     md = run_cli("doctor", "--markdown", "--python", str(torch_venv), env=env)
     assert (

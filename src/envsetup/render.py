@@ -42,6 +42,23 @@ def nvml_words(kind: str) -> str:
     return NVML_WORDS.get(kind, NVML_WORDS["unknown"])
 
 
+def _gpu_runs(gpus: Any) -> list[tuple[int, int, Any, int]]:
+    """Consecutive identical GPUs as one line each: (first index, last index, GPU, count)."""
+    runs: list[tuple[int, int, Any, int]] = []
+    for g in gpus:
+        key = (g.name, g.compute_capability, g.memory_total_mib, g.mig_mode,
+               g.persistence_mode, g.visible)  # fmt: skip
+        if runs:
+            first, last, prev, n = runs[-1]
+            same = (prev.name, prev.compute_capability, prev.memory_total_mib, prev.mig_mode,
+                    prev.persistence_mode, prev.visible) == key  # fmt: skip
+            if same and g.index == last + 1:
+                runs[-1] = (first, g.index, prev, n + 1)
+                continue
+        runs.append((g.index, g.index, g, 1))
+    return runs
+
+
 def summary_rows(p: Profile) -> list[tuple[str, list[str]]]:
     s, py, cpu, nv, cu, t, tc, o = (
         p.system, p.python, p.cpu, p.nvidia, p.cuda, p.torch, p.toolchain, p.other,
@@ -86,7 +103,7 @@ def summary_rows(p: Profile) -> list[tuple[str, list[str]]]:
         nv_lines.append("no NVIDIA driver")
     if nv.pci_devices and not nv.gpus:
         nv_lines.append(f"{nv.pci_devices} NVIDIA GPU(s) on the PCI bus")
-    for g in nv.gpus:
+    for first, last, g, count in _gpu_runs(nv.gpus):
         mem = f"{g.memory_total_mib} MiB" if g.memory_total_mib else None
         cc = (
             f"sm_{g.compute_capability.replace('.', '')} (cc {g.compute_capability})"
@@ -96,8 +113,9 @@ def summary_rows(p: Profile) -> list[tuple[str, list[str]]]:
         flags = [
             f for f, on in (("MIG on", g.mig_mode), ("persistence on", g.persistence_mode)) if on
         ]
+        which = f"GPU {first}" if count == 1 else f"GPUs {first}-{last}: {count} x"
         nv_lines.append(_join(
-            f"GPU {g.index}: {g.name or '?'}", cc, mem, *flags,
+            f"{which}{':' if count == 1 else ''} {g.name or '?'}", cc, mem, *flags,
             None if g.visible else "hidden by CUDA_VISIBLE_DEVICES",
         ))  # fmt: skip
     if nv.cuda_visible_devices is not None:
@@ -210,6 +228,7 @@ def to_markdown(profile: Profile, findings: list[Finding]) -> str:
 def print_report(profile: Profile, findings: list[Finding], file: IO[str] = sys.stdout) -> None:
     from rich.console import Console
     from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
 
     console = Console(file=file, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
@@ -225,9 +244,9 @@ def print_report(profile: Profile, findings: list[Finding], file: IO[str] = sys.
         for f in findings:
             style = SEVERITY_STYLE[f.severity]
             console.print(
-                f"[{style}]{SEVERITY_MARK[f.severity]} {f.severity}[/{style}] "
-                f"[dim]{f.code}[/dim]  {escape(f.message)}"
+                f"[{style}]{SEVERITY_MARK[f.severity]} {f.severity}[/{style}] [dim]{f.code}[/dim]"
             )
+            console.print(Padding(escape(f.message), (0, 0, 0, 4)))  # wraps under itself
             if f.fix:  # a command to paste: never wrapped
                 console.print(f"    [bold]fix:[/bold] {escape(f.fix)}", soft_wrap=True)
         console.print()
