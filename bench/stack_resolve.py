@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
 from envsetup.compat import load_table  # noqa: E402
+from envsetup.install.backends.uv import find_uv  # noqa: E402
 from envsetup.plan import Request  # noqa: E402
 from envsetup.profile import Profile  # noqa: E402
-from envsetup.stack import find_uv, read_requirements, resolve_stack  # noqa: E402
+from envsetup.stack import read_requirements, resolve_stack  # noqa: E402
 from stackindex import FROZEN, StackIndex, build_indexes  # noqa: E402
 
 REQS = ["libeq", "libge", "libnp"]

@@ -26,10 +26,10 @@ from envsetup.guard import (
     remove_guard,
     write_guard,
 )
+from envsetup.install.backends.uv import find_uv
 from envsetup.plan import Request
 from envsetup.profile import Profile
 from envsetup.resolve import resolve
-from envsetup.stack import find_uv
 from stackindex import FROZEN, StackIndex, build_indexes
 
 CPU = {"system": {"os": "linux", "arch": "x86_64"}, "python": {"version": "3.11.7"}}

@@ -15,10 +15,11 @@ import pytest
 
 from conftest import make_venv
 from envsetup.compat import load_table
+from envsetup.install.backends.uv import find_uv
 from envsetup.plan import Request
 from envsetup.profile import Profile
 from envsetup.resolve import resolve
-from envsetup.stack import _toml_loads, find_uv
+from envsetup.stack import _toml_loads
 from envsetup.uvproject import Machine, requirements, uv_project
 from stackindex import FROZEN, StackIndex, build_indexes
 

@@ -46,6 +46,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envsetup.errors import EnvsetupError, NoBuildError, UsageError
+from envsetup.install.backends.uv import find_uv
 from envsetup.plan import Plan, Request
 
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
@@ -692,27 +693,6 @@ def _above(spec: SpecifierSet, v: Version) -> bool:
 
 
 # --------------------------------------------------------------------------- resolvers
-
-
-def find_uv() -> Optional[str]:
-    """The uv binary, found as the installer finds it: on PATH, next to our interpreter, or
-    from the ``uv`` package."""
-    import importlib.util
-
-    found = shutil.which("uv")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "uv"
-    if beside.is_file():
-        return str(beside)
-    if importlib.util.find_spec("uv") is not None:
-        try:
-            from uv import find_uv_bin  # type: ignore[import-not-found,unused-ignore]
-
-            return str(find_uv_bin())
-        except Exception:
-            return None
-    return None
 
 
 def _toml_str(s: str) -> str:
