@@ -33,7 +33,7 @@ import configparser
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +89,33 @@ class Guard:
         return d
 
 
+@dataclass(frozen=True)
+class Target:
+    """What the guard needs to know of an environment (asked of its interpreter when not
+    given: the install transaction knows it already)."""
+
+    python: str
+    prefix: str
+    windows: bool
+    installed: dict[str, str]  # torch-family name -> installed version
+
+    @property
+    def files(self) -> tuple[Path, Path, Path]:
+        """The guard's three files: the record, the constraints, pip's site configuration."""
+        p = Path(self.prefix)
+        return p / GUARD_FILE, p / CONSTRAINTS_FILE, p / _conf_name(self.windows)
+
+
+def target(python_or_prefix: Union[str, Path]) -> Target:
+    t = _target(python_or_prefix)
+    return Target(
+        python=t["python"],
+        prefix=t["prefix"],
+        windows=bool(t["windows"]),
+        installed={k: v for k, v in t["installed"].items() if k in FAMILY},
+    )
+
+
 def _target(python_or_prefix: Union[str, Path]) -> dict[str, Any]:
     from envsetup.target import resolve_python, run_script
 
@@ -107,6 +134,21 @@ def constraint_line(name: str, version: str) -> str:
     which ``==`` would let a ``+cpu`` build satisfy)."""
     op = "==" if "+" in version else "==="
     return f"{name}!={LABEL},{op}{version}"
+
+
+def other_constraints(python: str, prefix: Union[str, Path]) -> list[str]:
+    """The constraint files pip's install uses in this environment, the guard's left out."""
+    return _effective_constraints(python, {str(Path(prefix) / CONSTRAINTS_FILE)})
+
+
+def pip_env_without_guard(python: str, prefix: Path) -> dict[str, str]:
+    """The environment for envsetup's own ``pip install`` (a resolve) in a guarded environment:
+    ``PIP_CONSTRAINT`` naming the constraint files in effect but the guard's (a variable
+    replaces the configured value; a blank one is no file). A ``PIP_CONSTRAINT`` the user has
+    set already wins over the configuration, guard included: it is left as it is."""
+    if "PIP_CONSTRAINT" in os.environ:
+        return {}
+    return {"PIP_CONSTRAINT": " ".join(other_constraints(python, prefix)) or " "}
 
 
 def _effective_constraints(python: str, skip: set[str]) -> list[str]:
@@ -155,12 +197,16 @@ def write_guard(
     plan: Any,
     *,
     builds: tuple[str, ...] = (),
+    known: Optional[Target] = None,
+    keep: Optional[list[str]] = None,
 ) -> Guard:
     """Record and guard the torch build installed in the environment.
 
     ``plan`` is the Plan (or a :class:`envsetup.stack.Stack`, whose source-built packages are
     recorded too) that was installed; the versions recorded are the ones installed there now
     (read from the environment's metadata), so the guard holds what is really there.
+    ``known`` (the environment, as just probed) and ``keep`` (:func:`other_constraints`) spare
+    the two queries of the target.
     """
     from envsetup import __version__
 
@@ -170,13 +216,13 @@ def write_guard(
         plan = plan.plan
     if not isinstance(plan, Plan):
         raise TypeError("write_guard takes a Plan or a Stack")
-    t = _target(python_or_prefix)
-    installed = {k: v for k, v in t["installed"].items() if k in FAMILY}
+    t = known or target(python_or_prefix)
+    installed = {k: v for k, v in t.installed.items() if k in FAMILY}
     if "torch" not in installed:
-        raise UsageError(f"torch is not installed in {t['prefix']}: there is no build to guard")
-    prefix = Path(t["prefix"])
+        raise UsageError(f"torch is not installed in {t.prefix}: there is no build to guard")
+    prefix = Path(t.prefix)
     constraints = prefix / CONSTRAINTS_FILE
-    conf_path = prefix / _conf_name(bool(t["windows"]))
+    conf_path = prefix / _conf_name(t.windows)
     old = read_guard(prefix)
     conf = _read_conf(conf_path)
     site_before = (
@@ -186,12 +232,13 @@ def write_guard(
             conf.get("install", "constraint") if conf.has_option("install", "constraint") else None
         )
     )
-    keep = _effective_constraints(t["python"], {str(constraints)})
+    if keep is None:
+        keep = _effective_constraints(t.python, {str(constraints)})
     header = [
         f"# Written by envsetup {__version__}: the torch build installed in {prefix}"
         f" (variant {plan.variant}, from {plan.index_url or 'the default package index'}).",
         f"# pip refuses to replace it here: {conf_path} names this file ([install] constraint).",
-        f"# To change torch on purpose: envsetup install --python {t['python']} --torch VERSION"
+        f"# To change torch on purpose: envsetup install --python {t.python} --torch VERSION"
         " [--variant V]; to drop the guard, delete this file and that setting.",
     ]
     lines = [constraint_line(n, installed[n]) for n in FAMILY if n in installed]
@@ -259,10 +306,10 @@ def remove_guard(python_or_prefix: Union[str, Path]) -> bool:
     return True
 
 
-def _snapshot(prefix: Path, names: tuple[str, ...]) -> dict[Path, Optional[bytes]]:
+def save(paths: Iterable[Path]) -> dict[Path, Optional[bytes]]:
+    """The guard files' bytes (None: absent), for :func:`put_back`."""
     out: dict[Path, Optional[bytes]] = {}
-    for n in names:
-        path = prefix / n
+    for path in paths:
         try:
             out[path] = path.read_bytes()
         except FileNotFoundError:
@@ -270,8 +317,15 @@ def _snapshot(prefix: Path, names: tuple[str, ...]) -> dict[Path, Optional[bytes
     return out
 
 
-def _put_back(saved: Mapping[Path, Optional[bytes]]) -> None:
+def put_back(saved: Mapping[Path, Optional[bytes]]) -> None:
+    """Put the saved guard files back as they were (a file that is already so is left alone)."""
     for path, data in saved.items():
+        try:
+            now: Optional[bytes] = path.read_bytes()
+        except FileNotFoundError:
+            now = None
+        if now == data:
+            continue
         if data is None:
             path.unlink(missing_ok=True)
         else:
@@ -296,17 +350,16 @@ def lift_guard(
     interrupted install), the three files are put back byte for byte, so the environment's
     guard is what it was. Yields the guard that was lifted, or None.
     """
-    t = _target(python_or_prefix)
-    prefix = Path(t["prefix"])
-    names = (GUARD_FILE, CONSTRAINTS_FILE, _conf_name(bool(t["windows"])))
-    saved = _snapshot(prefix, names)
+    t = target(python_or_prefix)
+    prefix = Path(t.prefix)
+    saved = save(t.files)
     old = load(prefix / GUARD_FILE)
     if old is not None:
         remove_guard(prefix)
     try:
         yield old
     except BaseException:
-        _put_back(saved)
+        put_back(saved)
         raise
     if not guard:
         return
@@ -322,7 +375,7 @@ def lift_guard(
             python="",
         )
     try:
-        write_guard(t["python"], after, builds=old.builds if old else ())
+        write_guard(t.python, after, builds=old.builds if old else ())
     except BaseException:
-        _put_back(saved)
+        put_back(saved)
         raise

@@ -12,8 +12,12 @@ real resolver for the target interpreter:
   come from nowhere else: no CPU or wrong-CUDA torch from the package index.
 - **pip** (where uv is absent): the torch-family pins are direct references to the exact wheel
   files of the variant index (chosen from its listing for the target's tags, with their
-  sha256), the rest is resolved by ``pip install --dry-run --ignore-installed --report`` from the
-  default index.
+  sha256), the rest is resolved by ``pip install --dry-run --report`` from the default index.
+
+Both resolve for the environment as it is: what is installed there is preferred where it fits
+(uv reads it as the preferences of its output file, pip as the installed distributions), as a
+plain ``uv pip install`` or ``pip install`` would keep it, and each package the target already
+has at the resolved version is marked ``installed`` (the install leaves it alone).
 
 Requirements that constrain torch: the direct requirements' metadata (PEP 658, through
 :mod:`envsetup.index`) is read first; a torch pin there narrows the torch request, and the
@@ -248,8 +252,18 @@ if t is not None:
         tags = [str(x) for x in t.sys_tags()]
     except Exception:
         tags = None
+installed = {}
+try:
+    import importlib.metadata as md
+    for d in md.distributions():  # sys.path order: the first copy of a name is the one imported
+        name = d.metadata["Name"]
+        if name and name not in installed:
+            installed[name] = d.version
+except Exception:
+    pass
 print(json.dumps({"markers": env, "tags": tags, "executable": sys.executable,
-                  "gil": bool(getattr(sys, "_is_gil_enabled", lambda: True)())}))
+                  "gil": bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
+                  "prefix": sys.prefix, "installed": installed}))
 """
 
 
@@ -260,10 +274,18 @@ class TargetEnv:
     python: str
     markers: dict[str, str]
     tags: tuple[str, ...]
+    prefix: str = ""  # sys.prefix: where the guard lies
+    installed: dict[str, str] = field(default_factory=dict)  # normalised name -> version
+    fresh: bool = False  # a new environment, resolved with an interpreter of the same Python
 
     @property
     def version(self) -> str:
         return self.markers["python_full_version"]
+
+    def has(self, name: str, version: str) -> bool:
+        """Whether the target has this very version of ``name`` installed."""
+        have = self.installed.get(canonicalize_name(name))
+        return have is not None and _same(have, version)
 
 
 def target_env(python: str) -> TargetEnv:
@@ -290,7 +312,19 @@ def target_env(python: str) -> TargetEnv:
                 *ptags.compatible_tags((major, minor), f"cp{major}{minor}", plats),
             ]
         ]
-    return TargetEnv(python=python, markers=markers, tags=tuple(tags))
+    raw = data.get("installed")
+    installed = (
+        {str(canonicalize_name(str(k))): str(v) for k, v in raw.items()}
+        if isinstance(raw, dict)
+        else {}
+    )
+    return TargetEnv(
+        python=python,
+        markers=markers,
+        tags=tuple(tags),
+        prefix=str(data.get("prefix") or ""),
+        installed=installed,
+    )
 
 
 # --------------------------------------------------------------------------- the record
@@ -308,6 +342,7 @@ class Locked:
     sha256: Optional[str] = None
     kind: str = "wheel"  # wheel | sdist
     requested: bool = False  # a user requirement or a torch-family pin
+    installed: bool = False  # the target has this very version already: the install leaves it
 
 
 @dataclass(frozen=True)
@@ -354,6 +389,79 @@ class Stack:
                 line += f" --hash=sha256:{p.sha256}"
             lines.append(line)
         return "\n".join(lines) + "\n"
+
+    def describe(self, mask: Any = str) -> list[str]:
+        """The set in words, one line a package (then the source builds and the notes): what
+        ``plan`` and ``install --dry-run`` print."""
+        width = max((len(f"{p.name} {p.version}") for p in self.packages), default=0)
+        lines = []
+        for p in self.packages:
+            if p.installed:
+                where = "installed already"
+            elif p.source == "pytorch":
+                where = f"the PyTorch index {mask(p.index or '')}".rstrip()
+            elif p.source == "url":
+                where = mask(p.url or "a direct URL")
+            else:
+                where = f"the index {mask(p.index)}" if p.index else "the default index"
+            asked = ", asked for" if p.requested and p.name not in TORCH_FAMILY else ""
+            lines.append(f"{p.name} {p.version}".ljust(width) + f"  from {where}{asked}")
+        for b in self.builds:
+            when = (
+                "after the install, without build isolation"
+                if b.against_torch
+                else "by the installer"
+            )
+            lines.append(
+                f"{b.name} {b.version} is built from source {when}; needs {'; '.join(b.needs)}"
+            )
+        lines += [f"note: {n}" for n in self.notes]
+        return lines
+
+    def changes(self) -> list[Locked]:
+        """What an install changes: every package the target lacks at its resolved version,
+        but the source builds against torch (:meth:`source_builds`, a step of their own)."""
+        later = {p.name for p in self.source_builds()}
+        return [p for p in self.packages if not p.installed and p.name not in later]
+
+    def source_builds(self) -> list[Locked]:
+        """The packages compiled against torch at install time, in a second step once torch is
+        installed, without build isolation (an isolated build would compile against another
+        torch, fetched into the build environment from the default index)."""
+        names = {b.name for b in self.builds if b.against_torch}
+        return [p for p in self.packages if p.name in names and not p.installed]
+
+    def pinned(self, packages: Sequence[Locked]) -> str:
+        """``name==version --hash=sha256:...`` lines (every hash, or none where one is
+        unknown): what an installer takes from its indexes, these very files and no other
+        (pip keeps the candidates whose hash matches, uv checks them)."""
+        hashed = all(p.sha256 for p in packages)
+        lines = [
+            f"{p.name}=={p.version}" + (f" --hash=sha256:{p.sha256}" if hashed else "")
+            for p in packages
+        ]
+        return "".join(f"{ln}\n" for ln in lines)
+
+    def lock(self, packages: Sequence[Locked]) -> str:
+        """A PEP 751 ``pylock.toml`` of ``packages``: each file by URL with its hash, what
+        ``uv pip install -r pylock.toml`` installs as registry packages (no direct-URL record,
+        so ``pip freeze`` shows ``name==version``)."""
+        lines = ['lock-version = "1.0"', 'created-by = "envsetup"', ""]
+        for p in packages:
+            if not p.url:
+                raise StackError(f"{p.name} {p.version} was resolved without a file URL: resolve "
+                                 "with uv, or install with --installer pip")  # fmt: skip
+            url = p.url.split("#", 1)[0]
+            hashes = f", hashes = {{ sha256 = {_toml_str(p.sha256)} }}" if p.sha256 else ""
+            entry = f"{{ url = {_toml_str(url)}{hashes} }}"
+            lines += [
+                "[[packages]]",
+                f"name = {_toml_str(p.name)}",
+                f"version = {_toml_str(p.version)}",
+            ]
+            lines.append(f"wheels = [{entry}]" if p.kind == "wheel" else f"sdist = {entry}")
+            lines.append("")
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         from envsetup.profile import to_dict
@@ -779,6 +887,9 @@ def _uv_compile(
         _uv_project(deps, torch_index, default_index, family), encoding="utf-8"
     )
     out = "requirements.txt" if diagnose else "pylock.toml"
+    # What the target has installed, as the existing output file: uv prefers those versions
+    # where they fit, as a plain `uv pip install` keeps what is installed.
+    (work / out).write_text(_preferences(env, diagnose), encoding="utf-8")
     argv = [uv, "pip", "compile", "pyproject.toml", "--python", env.python, "--no-header"]
     argv += ["--output-file", out]
     if diagnose:
@@ -816,6 +927,16 @@ def _uv_compile(
             )
         )
     return run
+
+
+def _preferences(env: TargetEnv, requirements_txt: bool) -> str:
+    """The target's installed distributions (not the torch family: the plan pins it) as uv's
+    preferences: a requirements file, or a ``pylock.toml`` of names and versions."""
+    prefs = sorted((n, v) for n, v in env.installed.items() if n not in TORCH_FAMILY)
+    if requirements_txt:
+        return "".join(f"{n}=={v}\n" for n, v in prefs)
+    body = [f"[[packages]]\nname = {_toml_str(n)}\nversion = {_toml_str(v)}\n" for n, v in prefs]
+    return 'lock-version = "1.0"\ncreated-by = "envsetup"\n\n' + "\n".join(body)
 
 
 def _parse_annotated(text: str, run: _Run) -> None:
@@ -858,14 +979,18 @@ def _pip_report(
     work.mkdir(parents=True, exist_ok=True)
     (work / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = work / "report.json"
-    argv = [*_pip_prefix(env.python), "install", "--dry-run", "--ignore-installed", "--quiet"]
+    # Not --ignore-installed: pip keeps what the target has where it fits (and leaves it out of
+    # the report), as the install itself will; but for a new environment.
+    argv = [*_pip_prefix(env.python), "install", "--dry-run", "--quiet"]
+    if env.fresh:
+        argv.append("--ignore-installed")
     argv += ["--report", str(report), "-r", str(work / "requirements.txt")]
     if default_index:
         argv += ["--index-url", default_index]
     if constraints:
         (work / "constraints.txt").write_text("\n".join(constraints) + "\n", encoding="utf-8")
         argv += ["--constraint", str(work / "constraints.txt")]
-    res = proc.run(argv, timeout=1800, env=proc.clean_env())
+    res = proc.run(argv, timeout=1800, env=proc.clean_env(_guard_lifted(env)))
     run = _Run(ok=res.ok, argv=tuple(argv))
     if not res.ok:
         run.error = res.error or _error_tail(res.stderr + "\n" + res.stdout)
@@ -906,6 +1031,16 @@ def _pip_report(
         if fam:
             run.requires[name] = fam
     return run
+
+
+def _guard_lifted(env: TargetEnv) -> dict[str, str]:
+    """pip's environment for a resolve in a guarded target: the guard's constraint left out
+    (envsetup's own install lifts it), the other constraints kept."""
+    from envsetup.guard import GUARD_FILE, pip_env_without_guard
+
+    if not env.prefix or not (Path(env.prefix) / GUARD_FILE).is_file():
+        return {}
+    return pip_env_without_guard(env.python, Path(env.prefix))
 
 
 def choose_wheel(files: Sequence[Any], version: str, env: TargetEnv, local: Optional[str]) -> Any:
@@ -968,6 +1103,7 @@ def resolve_stack(
     default_index: Optional[str] = None,
     torch_index: Optional[str] = None,
     work_dir: Optional[Path] = None,
+    fresh: bool = False,
 ) -> Stack:
     """Resolve ``user``'s requirements with this machine's torch build, for ``python``.
 
@@ -975,7 +1111,9 @@ def resolve_stack(
     torch-family requirements narrow it. ``resolver`` is ``uv`` or ``pip`` (None: uv when
     found). ``default_index`` is the index for everything but the torch family (None: the
     installer's own default, as its configuration says); ``torch_index`` replaces the plan's
-    PyTorch variant index (``install --index-url``). Raises NoBuildError (exit 4) when no valid
+    PyTorch variant index (``install --index-url``). ``fresh``: the set is for a new environment
+    of ``python``'s version (a venv yet to be made): what ``python`` has installed is not
+    looked at. Raises NoBuildError (exit 4) when no valid
     build fits the requirements, StackError (exit 1) when the resolver finds no set for another
     reason, UsageError for a bad requirement.
     """
@@ -990,6 +1128,8 @@ def resolve_stack(
     if chosen == "uv" and uv is None:
         raise UsageError("uv is not installed: install it (pip install uv) or resolve with pip")
     env = target_env(python)
+    if fresh:
+        env = replace(env, prefix="", installed={}, fresh=True)
     notes: list[str] = []
 
     specs = _user_specs(user, env.markers)
@@ -1061,7 +1201,8 @@ def resolve_stack(
                 plan, specs = new, new_specs
             else:
                 raise StackError(f"the requirements could not be resolved: {run.error}")
-            packages = _label(run.packages, plan, user, torch_index, default_index)
+            packages = _label(run.packages, plan, user, torch_index, default_index, env)
+            packages = _satisfied_pins(packages, plan, env, torch_index)
             _check_trap(packages, plan)
             builds = build_needs(packages, plan, run, env, meta)
         finally:
@@ -1236,6 +1377,7 @@ def _label(
     user: UserRequirements,
     torch_index: Optional[str],
     default_index: Optional[str],
+    env: TargetEnv,
 ) -> list[Locked]:
     index = torch_index or plan.index_url
     asked = {canonicalize_name(Requirement(r).name) for r in user.requirements}
@@ -1248,8 +1390,34 @@ def _label(
             source, where = "url", None
         else:
             source, where = "index", p.index or default_index
-        out.append(replace(p, source=source, index=where, requested=p.name in asked | pinned))
+        out.append(
+            replace(
+                p,
+                source=source,
+                index=where,
+                requested=p.name in asked | pinned,
+                installed=env.has(p.name, p.version),
+            )
+        )
     return sorted(out, key=lambda p: (p.name not in TORCH_FAMILY, p.name))
+
+
+def _satisfied_pins(
+    packages: list[Locked], plan: Plan, env: TargetEnv, torch_index: Optional[str]
+) -> list[Locked]:
+    """The torch-family pins pip left out of its report because the target has them at the
+    planned build already, recorded as installed."""
+    from envsetup.install.target import wanted
+
+    have = {p.name for p in packages}
+    index = torch_index or plan.index_url
+    extra = [
+        Locked(name=n, version=env.installed[n], source="pytorch" if index else "index",
+               index=index, requested=True, installed=True)
+        for n, v in wanted(plan).items()
+        if n not in have and env.has(n, v)
+    ]  # fmt: skip
+    return sorted([*packages, *extra], key=lambda p: (p.name not in TORCH_FAMILY, p.name))
 
 
 def _check_trap(packages: Sequence[Locked], plan: Plan) -> None:

@@ -1,4 +1,9 @@
-"""``envsetup install``: resolve (or read) a plan and carry it out, interactively or by flags."""
+"""``envsetup install``: resolve (or read) a plan and carry it out, interactively or by flags.
+
+With packages (``envsetup install transformers datasets``, ``-r requirements.txt``), the whole
+stack is resolved first (:func:`envsetup.stack.resolve_stack`: torch from its PyTorch index, the
+rest from the default index) by the resolver of the installer that will install it, then carried
+out by the same transaction; on a terminal the whole set is shown and confirmed once."""
 
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ if TYPE_CHECKING:
     from envsetup.install.run import Outcome
     from envsetup.install.target import TargetInfo
     from envsetup.install.wizard import Choice, Replan
-    from envsetup.plan import Plan
+    from envsetup.plan import Plan, Request
+    from envsetup.stack import Stack, UserRequirements
 
 
 def _with(value: Optional[str]) -> Optional[tuple[bool, bool]]:
@@ -50,24 +56,62 @@ def _narrow(plan: Plan, extras: Optional[tuple[bool, bool]]) -> Plan:
     return replace(plan, pins=tuple(p for p in plan.pins if p.name in want))
 
 
-def _resolver(python: str) -> Replan:
-    from envsetup.compat import load_table
-    from envsetup.detect import detect_profile
-    from envsetup.plan import Request
-    from envsetup.resolve import index_base_from, resolve
+class _Resolver:
+    """This machine's profile and the table, and the plan for a request (the wizard's replan)."""
 
-    base = index_base_from(None)  # ENVSETUP_TORCH_INDEX, like `envsetup plan`
-    table = load_table()
-    profile = detect_profile(python)
+    def __init__(self, python: str):
+        from envsetup.compat import load_table
+        from envsetup.detect import detect_profile
+        from envsetup.resolve import index_base_from
 
-    def replan(torch: Optional[str], variant: Optional[str], vision: bool, audio: bool) -> Plan:
+        self.base = index_base_from(None)  # ENVSETUP_TORCH_INDEX, like `envsetup plan`
+        self.table = load_table()
+        self.profile = detect_profile(python)
+
+    def request(
+        self, torch: Optional[str], variant: Optional[str], vision: bool, audio: bool
+    ) -> Request:
+        from envsetup.plan import Request
+
         spec = f"=={torch}" if torch and torch[0].isdigit() and torch.count(".") >= 2 else torch
-        req = Request(
-            torch=spec, variant=variant or "auto", vision=vision, audio=audio, index_base=base
+        return Request(
+            torch=spec, variant=variant or "auto", vision=vision, audio=audio, index_base=self.base
         )
-        return resolve(profile, req, table)
 
-    return replan
+    def __call__(
+        self, torch: Optional[str], variant: Optional[str], vision: bool, audio: bool
+    ) -> Plan:
+        from envsetup.resolve import resolve
+
+        return resolve(self.profile, self.request(torch, variant, vision, audio), self.table)
+
+
+def _resolver(python: str) -> _Resolver:
+    return _Resolver(python)
+
+
+def _resolve_stack(
+    resolver: _Resolver,
+    request: Request,
+    user: UserRequirements,
+    info: TargetInfo,
+    python: str,
+    installer: Optional[str],
+    index_url: Optional[str],
+) -> Stack:
+    """The whole set for ``info`` (``python`` runs the resolve: the target itself, or the
+    interpreter a new venv is made from), by the resolver of the installer that will install it."""
+    from envsetup.install import sources as srcmod
+    from envsetup.stack import resolve_stack
+
+    base = resolver(request.torch, request.variant, request.vision, request.audio)
+    chosen = registry.choose(installer, base, info, srcmod.for_stack(base, index_url, None),
+                             stack=True)  # fmt: skip
+    return resolve_stack(
+        resolver.profile, request, resolver.table, user, python=python,
+        resolver=registry.resolver(chosen.backend), torch_index=index_url,
+        fresh=not info.exists,
+    )  # fmt: skip
 
 
 def _venv_argv(path: str, base: str) -> list[str]:
@@ -85,18 +129,31 @@ def _make_venv(path: str, base: str) -> str:
     return resolve_python(path)
 
 
+SHOWN_LINES = 12  # of a file the steps read, in a dry run (--json has every line)
+
+
 def _dry_run_lines(outcome: Outcome) -> list[str]:
     """The commands a dry run shows, one shell line each (credentials masked)."""
     import shlex
 
     mask = outcome.sources.mask
     lines = []
+    if outcome.stack is not None:
+        s = outcome.stack
+        lines.append(f"# the whole set, resolved by {s.resolver} in {s.seconds:.2f} s:")
+        lines += [f"#   {ln}" for ln in s.describe(mask)]
     if outcome.create_venv:
         lines.append(shlex.join(outcome.create_venv))
     for name, text in outcome.files:
         lines.append(f"# {name}, written first:")
-        lines += [f"#   {ln}" for ln in mask(text).splitlines()]
+        body = mask(text).splitlines()
+        lines += [f"#   {ln}" for ln in body[:SHOWN_LINES]]
+        if len(body) > SHOWN_LINES:
+            lines.append(f"#   … {len(body) - SHOWN_LINES} more lines (--json has them all)")
     lines += [mask(s.shell()) for s in outcome.steps]
+    lines += [
+        f"# {mask(n)}" for n in outcome.notes if n.startswith(("after the install", "--no-guard"))
+    ]
     return lines
 
 
@@ -109,6 +166,8 @@ def _print_outcome(outcome: Outcome, as_json: bool) -> None:
         sys.stdout.write(json.dumps(outcome.to_dict(), indent=2) + "\n")
         return
     if outcome.already_installed:
+        if outcome.stack is not None:
+            build += f" and the {len(outcome.stack.packages)} packages of the set"
         sys.stdout.write(f"already installed: {build} in {outcome.python}; nothing to do\n")
         return
     if outcome.dry_run:
@@ -122,7 +181,47 @@ def _print_outcome(outcome: Outcome, as_json: bool) -> None:
         for r in outcome.verify.results:
             sys.stdout.write(f"{r.status:>4}  {r.name}: {r.detail}\n")
     if outcome.ok:
-        sys.stdout.write(f"{build} installed into {outcome.python} with {outcome.installer}\n")
+        more = ""
+        if outcome.stack is not None:
+            asked = [p for p in outcome.stack.packages if p.requested and p.name not in
+                     ("torch", "torchvision", "torchaudio")]  # fmt: skip
+            more = " with " + ", ".join(f"{p.name} {p.version}" for p in asked)
+        sys.stdout.write(
+            f"{build}{more} installed into {outcome.python} with {outcome.installer}\n"
+        )
+    if outcome.guard is not None:
+        pins = ", ".join(f"{n} {v}" for n, v in outcome.guard.packages.items())
+        sys.stdout.write(
+            f"guarded: pip refuses to replace {pins} in this environment "
+            f"({outcome.guard.pip_conf}); change it with envsetup install\n"
+        )
+
+
+def _confirm(
+    stack: Stack,
+    prepared: Optional[TargetInfo],
+    new_venv: Optional[str],
+    base: str,
+    installer: Optional[str],
+    index_url: Optional[str],
+    break_system_packages: bool,
+    target_info: Callable[[Optional[str], Optional[str]], TargetInfo],
+    guard: bool,
+) -> bool:
+    """On a terminal, with packages: show what would run (the whole set first), ask once."""
+    from envsetup.install import ui as ui_mod
+    from envsetup.install.run import Options
+    from envsetup.install.run import install as do_install
+
+    info = prepared or target_info(None, new_venv)
+    opts = Options(python=info.python, installer=installer, index_url=index_url, dry_run=True,
+                   break_system_packages=break_system_packages, target=info, stack=stack,
+                   guard=guard, create_venv=_venv_argv(new_venv, base) if new_venv else None)  # fmt: skip
+    outcome = do_install(stack.plan, opts, ui_mod.Ui())
+    if outcome.already_installed:
+        return True  # the install says so, and changes nothing
+    sys.stdout.write("envsetup will run:\n" + "\n".join(_dry_run_lines(outcome)) + "\n")
+    return bool(typer.confirm("Go ahead?", default=False))
 
 
 def _check_source(
@@ -170,8 +269,20 @@ def _probe_soon(python: str) -> Callable[[], TargetInfo]:
     return answer
 
 
+def _json_error(exc: EnvsetupError) -> None:
+    sys.stdout.write(json.dumps({"ok": False, "error": exc.message, "code": exc.code}) + "\n")
+
+
 @app.command("install")
 def install(
+    packages: Optional[list[str]] = typer.Argument(  # noqa: B008
+        None,
+        help="packages to install with torch, resolved together (transformers 'peft>=0.10')",
+        show_default=False,
+    ),
+    requirement: Optional[list[str]] = typer.Option(  # noqa: B008
+        None, "--requirement", "-r", help="a requirements file (pip's format), resolved with torch"
+    ),
     torch: Optional[str] = typer.Option(None, "--torch", help="torch version or spec: 2.4.1, 2.4"),
     variant: Optional[str] = typer.Option(None, "--variant", help="cpu, cu121, cu126, rocm6.1, …"),
     with_: Optional[str] = typer.Option(
@@ -206,9 +317,15 @@ def install(
     break_system_packages: bool = typer.Option(
         False, "--break-system-packages", help="allow an externally-managed (PEP 668) interpreter"
     ),
+    no_guard: bool = typer.Option(
+        False,
+        "--no-guard",
+        help="leave no guard (an existing one is removed): a later pip install may replace torch",
+    ),
     plan_file: Optional[str] = typer.Option(None, "--plan-file", hidden=True),
 ) -> None:
-    """Install the right torch build for this machine (a wizard on a terminal)."""
+    """Install the right torch build for this machine, with the packages given (a wizard on a
+    terminal)."""
     from envsetup.install import target as tgt
     from envsetup.install import ui as ui_mod
     from envsetup.install.export import export as do_export
@@ -242,18 +359,57 @@ def install(
 
         index_url = check_index_url(index_url, "--index-url")
 
+    user: Optional[UserRequirements] = None
+    if packages or requirement:
+        from envsetup.stack import read_requirements
+
+        user = read_requirements(packages or (), requirement or ())
+        if plan_file:
+            raise UsageError(
+                "--plan-file fixes the torch build alone; with packages, give --torch and "
+                "--variant: envsetup resolves them together"
+            )
+        if houses:
+            raise UsageError(
+                "--find-links with packages: a wheelhouse holds the torch build alone; give the "
+                "mirror as an index (--index-url file:///DIR), the packages come from the "
+                "default index"
+            )
     replan: Optional[Replan] = None
+    resolver: Optional[_Resolver] = None
     if plan_file:
         if torch or variant:
             raise UsageError("--plan-file fixes torch and the variant; drop --torch/--variant")
         plan = _narrow(read_plan_file(plan_file, "--plan-file"), extras)
     else:
-        replan = _resolver(target or base)
+        replan = resolver = _resolver(target or base)
         vision, audio = extras if extras is not None else (False, False)  # torch alone unless asked
         plan = replan(torch, variant, vision, audio)
 
+    def target_info(py: Optional[str], venv_path: Optional[str]) -> TargetInfo:
+        if venv_path is not None:
+            return tgt.new_venv(probed.get(base, lambda: tgt.probe(base))(), venv_path)
+        return probed.get(py or base, lambda: tgt.probe(py or base))()
+
+    def stack_for(info: TargetInfo) -> Stack:
+        assert user is not None and resolver is not None
+        vision, audio = extras if extras is not None else (False, False)
+        request = resolver.request(torch, variant, vision, audio)
+        py = info.python if info.exists else base
+        try:
+            return _resolve_stack(resolver, request, user, info, py, installer, index_url)
+        except EnvsetupError as exc:
+            if as_json:
+                _json_error(exc)
+            raise
+
+    stack: Optional[Stack] = None
     if export:
-        text = do_export(plan, export, index_url, houses)
+        wanted: tuple[str, ...] = ()
+        if user is not None:
+            stack = stack_for(target_info(target, new_venv))
+            plan, wanted = stack.plan, user.requirements
+        text = do_export(plan, export, index_url, houses, wanted)
         if output:
             try:
                 Path(output).write_text(text, encoding="utf-8")
@@ -263,13 +419,8 @@ def install(
             sys.stdout.write(text)
         return
 
-    def target_info(py: Optional[str], venv_path: Optional[str]) -> TargetInfo:
-        if venv_path is not None:
-            return tgt.new_venv(probed.get(base, lambda: tgt.probe(base))(), venv_path)
-        return probed.get(py or base, lambda: tgt.probe(py or base))()
-
     interactive = not (yes or as_json) and sys.stdin.isatty() and sys.stdout.isatty()
-    if interactive:
+    if interactive and user is None:  # with packages: the set is shown and confirmed below
         from envsetup.install import sources as srcmod
         from envsetup.install import wizard
 
@@ -310,6 +461,27 @@ def install(
 
     created = False
     prepared: Optional[TargetInfo] = probed[target]() if target in probed else None
+    if user is not None:
+        # The whole set, resolved for the target (a new venv: for an empty one of its Python).
+        stack = stack_for(prepared or target_info(target, new_venv))
+        plan = stack.plan
+        if (
+            interactive
+            and not dry_run
+            and not _confirm(
+                stack,
+                prepared,
+                new_venv,
+                base,
+                installer,
+                index_url,
+                break_system_packages,
+                target_info,
+                not no_guard,
+            )
+        ):
+            sys.stderr.write("envsetup: nothing was changed\n")
+            return
     if new_venv is not None:
         if dry_run:
             prepared = target_info(None, new_venv)
@@ -328,6 +500,8 @@ def install(
         break_system_packages=break_system_packages,
         target=prepared,
         create_venv=_venv_argv(new_venv, base) if new_venv is not None and dry_run else None,
+        stack=stack,
+        guard=not no_guard,
     )
     ui = ui_mod.make(quiet=as_json)
     try:
@@ -337,9 +511,7 @@ def install(
             shutil.rmtree(new_venv, ignore_errors=True)
             exc.message += f"; the new venv {new_venv} was removed"
         if as_json:
-            sys.stdout.write(
-                json.dumps({"ok": False, "error": exc.message, "code": exc.code}) + "\n"
-            )
+            _json_error(exc)
         raise
     except KeyboardInterrupt:
         if created and new_venv:

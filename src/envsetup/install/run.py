@@ -2,16 +2,21 @@
 
 It runs the steps a backend builds (:mod:`envsetup.install.backends`) and knows no installer:
 
-1. check: the target fits the plan; a plan already installed is a no-op;
+1. check: the target fits the plan; a plan (or a stack) already installed is a no-op;
 2. stage: the backend's input files and fetch steps (nothing in the target changes); the index
    check races them, and answers within seconds when the torch source is unreachable or lacks
    a pinned build, stopping what runs;
 3. snapshot: every file of the environment recorded and hard-linked aside (taken while the
-   stage runs), and the installer's own restore point where it keeps one;
-4. install: the backend's install step, in a process group of its own;
+   stage runs), the guard's files saved, and the installer's own restore point where it keeps
+   one;
+4. install: the guard lifted (:mod:`envsetup.guard`: pip would refuse envsetup's own change of
+   torch), the backend's install step in a process group of its own, then its source builds
+   against torch (a stack's), each the same way;
 5. restore, on any failure and on SIGINT, SIGTERM or SIGHUP: the installer's whole process
-   group is stopped, its own rollback run, and the recorded files put back, then compared;
-6. verify: the quick verification, or with ``--no-verify`` the installed metadata.
+   group is stopped, its own rollback run, the recorded files put back, then compared, and the
+   guard's files put back as they were;
+6. guard and verify: the guard set for the build now installed (none with ``--no-guard``), then
+   the quick verification, or with ``--no-verify`` the installed metadata.
 
 The work directory (stage, logs of the steps' inputs) and the snapshot are always removed.
 """
@@ -19,6 +24,7 @@ The work directory (stage, logs of the steps' inputs) and the snapshot are alway
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
 from envsetup import proc
-from envsetup.errors import EnvsetupError
+from envsetup.errors import EnvsetupError, UsageError
 from envsetup.install import backends as registry
 from envsetup.install import snapshot
 from envsetup.install import sources as srcmod
@@ -43,7 +49,9 @@ from envsetup.install.ui import Ui
 from envsetup.plan import Plan
 
 if TYPE_CHECKING:
+    from envsetup.guard import Guard as GuardRecord
     from envsetup.install.sources import SourceError, Sources
+    from envsetup.stack import Stack
 
 WORK_PREFIX = "install-"
 CHECK_GRACE = 2.0  # seconds a step may run before the index check starts alongside it
@@ -65,6 +73,8 @@ class Options:
     cache_dir: Optional[Path] = None
     target: Optional[tgt.TargetInfo] = None  # already probed (or a venv --dry-run would make)
     create_venv: Optional[list[str]] = None  # the command that makes the target (display)
+    stack: Optional[Stack] = None  # torch with the user's packages, resolved for this target
+    guard: bool = True  # set the guard after the install (False: --no-guard, none is left)
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,8 @@ class Outcome:
     already_installed: bool = False
     error: Optional[str] = None
     restored: Optional[bool] = None
+    stack: Optional[Stack] = None
+    guard: Optional[GuardRecord] = None  # the guard written after the install
 
     @property
     def commands(self) -> list[list[str]]:
@@ -140,6 +152,8 @@ class Outcome:
             "log": self.log,
             "error": m(self.error) if self.error else None,
             "restored": self.restored,
+            "stack": json.loads(m(self.stack.to_json(indent=None))) if self.stack else None,
+            "guard": self.guard.to_dict() if self.guard else None,
         }
 
 
@@ -320,6 +334,65 @@ def _check_space(path: str, need: int, what: str) -> None:
         )
 
 
+# --------------------------------------------------------------------------- the guard
+
+
+class _GuardFiles:
+    """The guard (:mod:`envsetup.guard`) around envsetup's own install: its files saved before
+    anything changes, the guard lifted for the install (pip would refuse to replace the guarded
+    build), the files put back as they were when the install fails or is interrupted, and the
+    guard set for the build installed when it succeeds (``on``; else none is left)."""
+
+    def __init__(self, info: tgt.TargetInfo, on: bool, *, query: bool = True):
+        from envsetup import guard
+
+        self.on = on
+        self.target = guard.Target(info.python, info.prefix, info.platform.startswith("windows"),
+                                   {})  # fmt: skip
+        self.saved = guard.save(self.target.files) if info.exists else {}
+        self.old = guard.load(self.target.files[0]) if info.exists else None
+        # The constraint files pip uses besides the guard's, asked of pip while the install
+        # runs (it takes a fraction of a second): the guard keeps them beside its own.
+        self.keep: Optional[_Background[list[str]]] = None
+        if on and query and info.exists:
+            self.keep = _Background(lambda: guard.other_constraints(info.python, info.prefix))
+
+    def plan(self, plan: Plan) -> str:
+        """What the install does with the guard, in one line (the dry run's)."""
+        where = self.target.files[2]
+        if self.on:
+            return (
+                f"after the install, the guard: {where} names {self.target.files[1].name}, so "
+                f"pip refuses to replace torch {plan.local_version or plan.torch} there "
+                "(--no-guard: none)"
+            )
+        if self.old is not None:
+            return f"--no-guard: the guard in {self.target.prefix} is removed"
+        return "--no-guard: no guard is set"
+
+    def lift(self) -> None:
+        from envsetup import guard
+
+        if self.old is not None:
+            guard.remove_guard(Path(self.target.prefix))
+
+    def put_back(self) -> None:
+        from envsetup import guard
+
+        guard.put_back(self.saved)
+
+    def set(self, after: tgt.TargetInfo, what: Any) -> Optional[GuardRecord]:
+        from envsetup import guard
+
+        if not self.on:
+            return None
+        installed = {n: after.dists[n] for n in guard.FAMILY if n in after.dists}
+        known = replace(self.target, installed=installed)
+        builds = tuple(b for b in (self.old.builds if self.old else ()) if b in after.dists)
+        keep = self.keep.result() if self.keep is not None else None
+        return guard.write_guard(after.python, what, builds=builds, known=known, keep=keep)
+
+
 # --------------------------------------------------------------------------- the check after
 
 
@@ -343,6 +416,26 @@ def confirm_installed(info: tgt.TargetInfo, plan: Plan) -> Checked:
             _result(pin.name, have.split("+")[0] == pin.version, f"{have} (plan {pin.version})")
         )
     return Checked(all(r.status == "pass" for r in results), tuple(results))
+
+
+def stack_check(stack: Stack, info: tgt.TargetInfo) -> Check:
+    """Every package of the set installed at its resolved version (the installed metadata)."""
+    from packaging.version import InvalidVersion, Version
+
+    def same(a: Optional[str], b: str) -> bool:
+        try:
+            return a is not None and Version(a) == Version(b)
+        except InvalidVersion:
+            return a == b
+
+    wrong = [
+        f"{p.name} {info.dists.get(p.name) or 'missing'} (resolved {p.version})"
+        for p in stack.packages
+        if not same(info.dists.get(p.name), p.version)
+    ]
+    if wrong:
+        return Check("packages", "fail", "; ".join(wrong[:5]))
+    return Check("packages", "pass", f"{len(stack.packages)} at the resolved versions")
 
 
 def _result(name: str, ok: bool, detail: str) -> Check:
@@ -370,35 +463,56 @@ def prepare(plan: Plan, opts: Options) -> tuple[tgt.TargetInfo, registry.Chosen,
     """Check the target, the sources and the backend; nothing is changed."""
     info = opts.target or tgt.probe(opts.python)
     tgt.check(info, plan, break_system_packages=opts.break_system_packages)
-    if opts.index_url:
-        plan = replace(plan, index_url=opts.index_url)
-    sources = srcmod.for_install(plan, opts.index_url, opts.find_links)
-    chosen = registry.choose(opts.installer, plan, info, sources)
+    stack = opts.stack
+    if stack is not None:
+        index = opts.index_url or stack.torch_index
+        sources = srcmod.for_stack(plan, index, stack.default_index)
+        plan = replace(plan, index_url=index) if index else plan
+    else:
+        if opts.index_url:
+            plan = replace(plan, index_url=opts.index_url)
+        sources = srcmod.for_install(plan, opts.index_url, opts.find_links)
+    chosen = registry.choose(opts.installer, plan, info, sources, stack=stack is not None)
+    if stack is not None and registry.resolver(chosen.backend) != stack.resolver:
+        raise UsageError(
+            f"the set was resolved by {stack.resolver}, and {chosen.backend.name} installs what "
+            f"{registry.resolver(chosen.backend) or 'no resolver'} resolves: resolve it again "
+            f"with --installer {chosen.backend.name}"
+        )
     return info, chosen, plan, sources
+
+
+def stack_installed(stack: Stack) -> bool:
+    """Whether the target had every package of the set at its resolved version."""
+    return all(p.installed for p in stack.packages)
 
 
 def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
     ui = _SafeUi(ui)
     info, chosen, plan, sources = prepare(plan, opts)
     backend = chosen.backend
+    stack = opts.stack
     out = Outcome(
         ok=False, python=info.python, installer=backend.name, plan=plan, sources=sources,
         dry_run=opts.dry_run, create_venv=opts.create_venv,
-        notes=[chosen.note] if chosen.note else [],
+        notes=[chosen.note] if chosen.note else [], stack=stack,
     )  # fmt: skip
     for n in out.notes:
         ui.note(n)
     where = Where(info.python, info.prefix, info.has_pip, opts.break_system_packages,
-                  chosen.tool.argv)  # fmt: skip
+                  chosen.tool.argv, stack.requirements if stack else ())  # fmt: skip
     out.direct = backend.direct(plan, where, sources)
-    if tgt.already_installed(plan, info):
+    done = tgt.already_installed(plan, info) and (stack is None or stack_installed(stack))
+    if done:
         out.ok = out.already_installed = True
         return out
     if opts.dry_run:
-        ctx = Context(plan, info, sources, chosen.tool, Path("WORK"), opts.break_system_packages)
+        ctx = Context(plan, info, sources, chosen.tool, Path("WORK"), opts.break_system_packages,
+                      stack)  # fmt: skip
         staging = backend.stage(ctx)
         out.files = [(str(ctx.work / name), text) for name, text in staging.files]
-        out.steps = [*staging.fetch, backend.install(ctx)]
+        out.steps = [*staging.fetch, backend.install(ctx), *staging.builds]
+        out.notes.append(_GuardFiles(info, opts.guard, query=False).plan(plan))
         out.ok = True
         return out
     return _Transaction(plan, opts, ui, info, backend, chosen.tool, sources, out).run()
@@ -429,6 +543,7 @@ class _Transaction:
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.out.log = str(self.log_path)
         self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=root))
+        self.guard_files = _GuardFiles(self.info, self.opts.guard)
         self.snap: Optional[snapshot.Snapshot] = None
         self.recording: Optional[_Background[snapshot.Snapshot]] = None
         self.installed = False
@@ -495,7 +610,7 @@ class _Transaction:
         plan, backend, info, ui, out = self.plan, self.backend, self.info, self.ui, self.out
         clock = _Clock(self.log)
         ctx = Context(plan, info, self.sources, self.tool, self.work,
-                      self.opts.break_system_packages)  # fmt: skip
+                      self.opts.break_system_packages, self.opts.stack)  # fmt: skip
         staging = backend.stage(ctx)
         for name, text in staging.files:
             (self.work / name).write_text(text, encoding="utf-8")
@@ -540,28 +655,84 @@ class _Transaction:
         except Interrupted as exc:
             raise EnvsetupError(f"{exc.what}; nothing was changed", code="interrupted",
                                 exit_code=exc.exit_code) from None  # fmt: skip
+        self._lift()
         clock.step("snapshot")
-        # 3. Install.
-        step = backend.install(ctx)
-        out.steps.append(step)
-        ui.step(f"installing {what} with {backend.name}")
+        # 3. Install, then the source builds against the torch just installed.
+        first = backend.install(ctx)
+        stack = self.opts.stack
+        if stack is not None:
+            more = [
+                p for p in stack.changes() if p.name not in ("torch", "torchvision", "torchaudio")
+            ]
+            what += f" and {len(more)} more packages" if more else ""
         interrupted: Optional[Interrupted] = None
-        try:
-            rc = self._stream(step, checker)
-        except Interrupted as exc:
-            interrupted, rc = exc, -exc.signum
-        clock.step("install")
-        if rc != 0 or interrupted is not None:
-            with self.guard.deferred():
-                self._fail(ctx, rc, interrupted, checker, point)
+        rc = 0
+        for i, step in enumerate((first, *staging.builds)):
+            out.steps.append(step)
+            if step.what == "build":
+                names = (
+                    ", ".join(f"{p.name} {p.version}" for p in stack.source_builds())
+                    if stack
+                    else ""
+                )
+                ui.step(f"building {names} against torch {plan.local_version or plan.torch}")
+            else:
+                ui.step(f"installing {what} with {backend.name}")
+            try:
+                rc = self._stream(step, checker)
+            except Interrupted as exc:
+                interrupted, rc = exc, -exc.signum
+            clock.step(step.what if i == 0 else f"{step.what} {i}")
+            if rc != 0 or interrupted is not None:
+                with self.guard.deferred():
+                    self._fail(ctx, rc, interrupted, checker, point)
         self.installed = True
         checker.cancel()
         after = tgt.probe(info.python)
         out.changed = snapshot.dist_changes(info.dists, after.dists)
         ui.done(f"installed {what} with {backend.name}")
+        self._set_guard(after)
         self._finish(after)
         clock.step("check")
         return out
+
+    def _lift(self) -> None:
+        """Lift the guard for the install (its files are saved: a failure puts them back)."""
+        try:
+            with self.guard.deferred():
+                self.guard_files.lift()
+        except (OSError, EnvsetupError) as exc:
+            self.guard_files.put_back()
+            why = exc.message if isinstance(exc, EnvsetupError) else (exc.strerror or str(exc))
+            raise InstallError(
+                f"could not lift envsetup's guard in {self.info.prefix} ({why}); nothing was "
+                "changed; fix that file, or remove the guard: envsetup install --no-guard"
+            ) from None
+        if self.guard.pending is not None:
+            self.guard_files.put_back()
+            raise EnvsetupError(f"{self.guard.pending.what}; nothing was changed",
+                                code="interrupted", exit_code=self.guard.pending.exit_code)  # fmt: skip
+
+    def _set_guard(self, after: tgt.TargetInfo) -> None:
+        """Set the guard for what is installed now; a guard that cannot be written leaves none
+        (an old one would pin the build just replaced), and the install stands."""
+        from envsetup import guard
+
+        with self.guard.deferred():
+            try:
+                stack = self.opts.stack
+                what = replace(stack, plan=self.plan) if stack is not None else self.plan
+                self.out.guard = self.guard_files.set(after, what)
+            except (OSError, EnvsetupError) as exc:
+                with contextlib.suppress(OSError, EnvsetupError):
+                    guard.remove_guard(Path(self.info.prefix))
+                why = exc.message if isinstance(exc, EnvsetupError) else (exc.strerror or str(exc))
+                self.out.notes.append(f"the install stands, but no guard was set: {why}")
+                self.ui.note(self.out.notes[-1])
+        if self.out.guard is not None:
+            self.log.write(f"# guard: {self.out.guard.constraints} ({self.out.guard.pip_conf})\n")
+        if self.guard.pending is not None:
+            raise self.guard.pending
 
     def _fail(
         self,
@@ -585,6 +756,10 @@ class _Transaction:
                 self._quiet(back)
         started = time.monotonic()
         acted, problems = snapshot.restore(self.snap)
+        try:
+            self.guard_files.put_back()  # where the record does not reach (a system prefix)
+        except OSError as exc:
+            problems.append(f"the guard's files: {exc.strerror or exc}")
         self.log.write(
             f"# restore: {acted} files and directories removed or put back in "
             f"{time.monotonic() - started:.2f} s\n"
@@ -612,6 +787,10 @@ class _Transaction:
         out, opts = self.out, self.opts
         self.ui.step("verifying torch in the target" if opts.verify else "checking the install")
         out.verify = quick_check(out.python, self.plan, device_checks=opts.verify, info=after)
+        if opts.stack is not None:
+            check = stack_check(opts.stack, after)
+            out.verify = Checked(out.verify.ok and check.status == "pass",
+                                 (*out.verify.results, check))  # fmt: skip
         self.ui.close()
         if not out.verify.ok:
             detail = "; ".join(f"{r.name}: {r.detail}" for r in out.verify.failures) or "failed"

@@ -7,11 +7,12 @@ uv's ``--find-links``). An install names two groups of them:
 - ``torch``: the only sources of the plan's pins (torch, torchvision, torchaudio). No index or
   wheelhouse from the installer's own configuration can supply a pin: each backend makes sure
   of it (see its module).
-- ``rest``: the sources of everything else the pins need, the first index being the default
-  one. Today that is the torch sources themselves (an index given with ``--index-url`` is a full
-  index, as the PyTorch index is) plus the ``--find-links`` wheelhouses; a stack that takes
-  torch from the PyTorch index and the rest from the default package index sets ``rest`` to
-  that index, and every backend already stages such a split.
+- ``rest``: the sources of everything else, the first index being the default one. For torch
+  alone that is the torch sources themselves (an index given with ``--index-url`` is a full
+  index, as the PyTorch index is) plus the ``--find-links`` wheelhouses. For a stack (torch with
+  the user's packages, :func:`for_stack`) it is the user's default index: none named, which
+  leaves each installer's own (``PIP_INDEX_URL`` / ``UV_DEFAULT_INDEX``, its configuration, or
+  its built-in default), as the resolve used it.
 """
 
 from __future__ import annotations
@@ -91,6 +92,16 @@ def for_install(plan: Plan, index_url: Optional[str], find_links: Sequence[str] 
     else:
         return Sources((), houses)
     rest = torch + tuple(h for h in houses if h not in torch)
+    return Sources(torch, rest)
+
+
+def for_stack(plan: Plan, index_url: Optional[str], default_index: Optional[str]) -> Sources:
+    """The sources of a stack: the torch family from ``--index-url`` or the plan's PyTorch
+    index (none for the plain package-index build), everything else from ``default_index``
+    (None: the installer's own default index)."""
+    index = index_url or plan.index_url
+    torch = (Source(index),) if index else ()
+    rest = (Source(default_index),) if default_index else ()
     return Sources(torch, rest)
 
 

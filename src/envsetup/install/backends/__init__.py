@@ -88,17 +88,42 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def choose(name: Optional[str], plan: Plan, target: TargetInfo, sources: Sources) -> Chosen:
-    """The backend for ``name`` (None: the target's default), checked against the plan."""
+def resolver(backend: Backend) -> str:
+    """The resolver whose set ``backend`` installs for a stack; "": torch alone."""
+    return str(getattr(backend, "resolver", "") or "")
+
+
+def choose(
+    name: Optional[str], plan: Plan, target: TargetInfo, sources: Sources, *, stack: bool = False
+) -> Chosen:
+    """The backend for ``name`` (None: the target's default), checked against the plan; with
+    ``stack``, one that installs a resolved set of packages (the first such backend that fits
+    and is found, in the registry's order, when the one asked for installs torch alone)."""
     from envsetup.install.backends._base import Chosen
 
     asked = name or default_for(target)
     backend = get(asked)
-    fit = backend.fits(plan, target, sources)
     note = None
+    if stack and not resolver(backend):
+        instead = next(
+            (b for b in BACKENDS.values()
+             if resolver(b) and b.fits(plan, target, sources).ok and b.find(target).ok),
+            None,
+        )  # fmt: skip
+        if instead is None:
+            raise UsageError(
+                f"--installer {asked} installs the torch build alone, and no installer that "
+                "installs packages from indexes was found: install uv (pip install uv), or pip"
+            )
+        note = (
+            f"{asked} installs the torch build alone: {instead.name} installs the whole set "
+            f"into {target.prefix}"
+        )
+        backend = instead
+    fit = backend.fits(plan, target, sources)
     if not fit.ok:
         if fit.instead is None:
-            raise UsageError(f"--installer {asked}: {fit.why}")
+            raise UsageError(f"--installer {backend.name}: {fit.why}")
         note, backend = fit.why, get(fit.instead)
     tool = backend.find(target)
     if not tool.ok:
@@ -140,4 +165,5 @@ __all__ = [
     "get",
     "installer_help",
     "names",
+    "resolver",
 ]

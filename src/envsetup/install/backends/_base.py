@@ -13,6 +13,12 @@ has run; it may fetch what is still missing, as long as the installer fetches ev
 before it changes anything: pip and uv do), and the optional ``checkpoint``/``rollback`` pair
 for an installer with its own history (conda's revisions). The restore itself is the
 transaction's: it puts back the files it recorded.
+
+A whole stack (torch with the user's packages, resolved together: :class:`envsetup.stack.Stack`)
+comes in ``Context.stack``. A backend that installs one names the resolver whose set it installs
+(``resolver = "uv"``); one without a ``resolver`` installs the torch build alone, and the
+registry hands a stack to one that has. The source builds against torch go in
+``Staging.builds``: steps run after the install, under the same restore.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
     from envsetup.install.sources import Sources
     from envsetup.install.target import TargetInfo
     from envsetup.plan import Plan
+    from envsetup.stack import Stack
 
 
 def requirements(plan: Plan) -> list[str]:
@@ -49,6 +56,7 @@ class Where:
     has_pip: bool = True
     break_system_packages: bool = False
     tool: tuple[str, ...] = ()  # how to run the installer; empty: by its plain name
+    extra: tuple[str, ...] = ()  # the user's other requirements (a stack), from the rest
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class Step:
 class Staging:
     fetch: tuple[Step, ...] = ()  # into ``Context.stage``, before anything in the target changes
     files: tuple[tuple[str, str], ...] = ()  # (name in the work directory, text), written first
+    builds: tuple[Step, ...] = ()  # after the install, under the same restore (source builds)
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ class Context:
     tool: Tool
     work: Path  # a private directory, removed after the install
     break_system_packages: bool = False
+    stack: Optional[Stack] = None  # the whole set to install, when the user named packages
 
     @property
     def stage(self) -> Path:
@@ -124,6 +134,9 @@ class Backend(Protocol):
     summary: str  # one line: what it installs with (``--installer`` help, the wizard)
     default_when: str  # when it is the default ("conda in a conda environment"); "": never
     export_name: str  # the ``--export`` kind it writes ("requirements", "uv", "conda")
+    # The resolver whose set it installs for a stack ("uv", "pip"); "" (or no such attribute):
+    # it installs the torch build alone.
+    resolver: str
 
     def find(self, target: TargetInfo) -> Tool:
         """How to run the installer for ``target``, or why it cannot run."""

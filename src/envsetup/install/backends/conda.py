@@ -76,6 +76,7 @@ class Conda:
     summary = "conda: the official pytorch channels (torch <= 2.5), pip's wheels after"
     default_when = "conda in a conda environment"
     export_name = "conda"
+    resolver = ""  # a stack goes to an installer that reads indexes (the registry picks it)
 
     def find(self, target: TargetInfo) -> Tool:
         from envsetup.install.backends._base import Tool

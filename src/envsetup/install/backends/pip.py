@@ -11,9 +11,17 @@ version from any source: a wheelhouse in the configuration could supply torch.)
 Steps. When the pins and the rest come from the same sources (today's case), one ``pip install``
 does everything: pip downloads every file it needs before it uninstalls or installs anything,
 so a failed download leaves the target as it was, and nothing is paid twice. When they differ
-(torch from the PyTorch index, the rest from the default index), the pins are fetched first with
-``pip download --no-deps`` from the torch sources, then installed from those very files while
-pip fetches their dependencies from the rest.
+(a wheelhouse beside an index), the pins are fetched first with ``pip download --no-deps`` from
+the torch sources, then installed from those very files while pip fetches their dependencies
+from the rest.
+
+A stack (resolved by pip: :mod:`envsetup.stack`) is one ``pip install --no-deps -r stack.txt`` of
+every package it changes as ``name==version --hash=sha256:...``, the default index as pip's
+configuration has it (as the resolve read it) and the PyTorch index as an extra index: the
+hashes make pip take those very files, and only the variant index has the pins' local versions.
+Nothing is installed by direct URL, so ``pip freeze`` reads ``torch==2.13.0+cpu``. The packages
+that compile against torch follow in a second ``pip install --no-deps --no-build-isolation``, once
+torch is in place.
 """
 
 from __future__ import annotations
@@ -47,6 +55,18 @@ def source_args(sources: tuple[Source, ...]) -> list[str]:
     return args
 
 
+def stack_source_args(sources: Sources) -> list[str]:
+    """A stack's sources: the rest as the default index (none: pip's own), the torch sources
+    as extra ones, so that the default index is never hidden."""
+    from envsetup.install.sources import indexes
+
+    rest = indexes(sources.rest)
+    args = ["--index-url", rest[0]] if rest else []
+    for url in [*rest[1:], *indexes(sources.torch)]:
+        args += ["--extra-index-url", url]
+    return args
+
+
 def _union(sources: Sources) -> tuple[Source, ...]:
     return tuple(dict.fromkeys((*sources.torch, *sources.rest)))
 
@@ -56,6 +76,7 @@ class Pip:
     summary = "pip: the target's own pip (or envsetup's, pointed at the target)"
     default_when = "pip"
     export_name = "requirements"
+    resolver = "pip"
 
     def find(self, target: TargetInfo) -> Tool:
         from envsetup.install.backends._base import Tool
@@ -84,21 +105,51 @@ class Pip:
         from envsetup.install.backends._base import requirements
 
         tool = list(where.tool) or [where.python, "-m", "pip"]
+        where_from = stack_source_args(sources) if where.extra else source_args(_union(sources))
         return [
             *tool,
             "install",
             *self._bsp(where.break_system_packages),
             *requirements(plan),
-            *source_args(_union(sources)),
+            *where.extra,
+            *where_from,
         ]
 
     def export(self, plan: Plan, sources: Sources) -> str:
         lines = [_header(plan), *_lines(source_args(_union(sources))), *plan.requirements()]
         return "\n".join(lines) + "\n"
 
+    def _stack_step(self, ctx: Context, what: str, name: str, *options: str) -> Step:
+        from envsetup.install.backends._base import Step
+
+        argv = (
+            *ctx.tool.argv, "install", "--no-deps", *options, "--progress-bar", "off",
+            *self._bsp(ctx.break_system_packages), *stack_source_args(ctx.sources),
+            "-r", str(ctx.work / name),
+        )  # fmt: skip
+        return Step(what, argv, INTO_TARGET)
+
+    def _stack(self, ctx: Context) -> tuple[Staging, Step]:
+        from envsetup.install.backends._base import Staging
+
+        assert ctx.stack is not None
+        changes, builds = ctx.stack.changes(), ctx.stack.source_builds()
+        files = [("stack.txt", ctx.stack.pinned(changes))] if changes else []
+        later: tuple[Step, ...] = ()
+        if builds:
+            files.append(("builds.txt", ctx.stack.pinned(builds)))
+            later = (self._stack_step(ctx, "build", "builds.txt", "--no-build-isolation"),)
+        if not changes:  # only source builds left to do
+            return Staging(files=tuple(files)), later[0]
+        return Staging(files=tuple(files), builds=later), self._stack_step(
+            ctx, "install", "stack.txt"
+        )
+
     def stage(self, ctx: Context) -> Staging:
         from envsetup.install.backends._base import Staging, Step, requirements
 
+        if ctx.stack is not None:
+            return self._stack(ctx)[0]
         if ctx.sources.single or not ctx.sources.torch:
             return Staging()
         argv = (
@@ -111,6 +162,8 @@ class Pip:
     def install(self, ctx: Context) -> Step:
         from envsetup.install.backends._base import Step, requirements
 
+        if ctx.stack is not None:
+            return self._stack(ctx)[1]
         common = [
             *ctx.tool.argv, "install", "--only-binary=:all:", "--progress-bar", "off",
             *self._bsp(ctx.break_system_packages),

@@ -11,6 +11,12 @@ it all.
 Steps. One ``uv pip install``: uv resolves for the target interpreter, downloads and unpacks
 every distribution into its cache, and only then changes the environment, so a failed download
 leaves the target as it was; with a warm cache it links in a fraction of a second, as uv alone.
+
+A stack (resolved by uv: :mod:`envsetup.stack`) is one ``uv pip install -r pylock.toml`` of every
+package it changes: a PEP 751 lock of those very files (URL and hash), which uv installs as
+registry packages (``pip freeze`` reads ``torch==2.13.0+cpu``), resolving nothing. The packages
+that compile against torch follow in a second ``uv pip install --no-deps --no-build-isolation``,
+once torch is in place.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ if TYPE_CHECKING:
 
 PROJECT = "pyproject.toml"  # the generated requirements, in the work directory
 INDEX_NAME = "torch-source"
+LOCK = "pylock.toml"  # a stack's lock, in the work directory
+# uv reads pylock.toml as a preview feature (it warns without this; older uv ignores it).
+PYLOCK = {"UV_PREVIEW_FEATURES": "pylock"}
 
 
 def find_uv() -> Optional[str]:
@@ -59,6 +68,18 @@ def source_args(sources: tuple[Source, ...]) -> list[str]:
         args += ["--index", url]
     for d in houses:
         args += ["--find-links", d]
+    return args
+
+
+def stack_source_args(sources: Sources) -> list[str]:
+    """A stack's sources on uv's command line: the rest as the default index (none: uv's own);
+    the torch sources as indexes searched first (``--index``), as in the one-line command."""
+    from envsetup.install.sources import indexes
+
+    rest = indexes(sources.rest)
+    args = ["--default-index", rest[0]] if rest else []
+    for url in [*indexes(sources.torch), *rest[1:]]:
+        args += ["--index", url]
     return args
 
 
@@ -94,6 +115,7 @@ class Uv:
     summary = "uv: uv pip install --python TARGET"
     default_when = "uv when it is installed"
     export_name = "uv"
+    resolver = "uv"
 
     def find(self, target: TargetInfo) -> Tool:
         from envsetup.install.backends._base import Tool
@@ -117,10 +139,12 @@ class Uv:
         from envsetup.install.backends._base import requirements
 
         union = tuple(dict.fromkeys((*sources.torch, *sources.rest)))
+        where_from = stack_source_args(sources) if where.extra else source_args(union)
         return [
             *self._base(where.tool, where.python, where.break_system_packages),
             *requirements(plan),
-            *source_args(union),
+            *where.extra,
+            *where_from,
         ]
 
     def _bound(self, sources: Sources) -> bool:
@@ -148,9 +172,29 @@ class Uv:
             out += [f'{p.name} = {{ index = "{name}" }}' for p in plan.pins]
         return "\n".join(out) + "\n"
 
+    def _stack(self, ctx: Context) -> tuple[Staging, Step]:
+        from envsetup.install.backends._base import Staging, Step
+
+        assert ctx.stack is not None
+        base = self._base(ctx.tool.argv, ctx.target.python, ctx.break_system_packages)
+        changes, builds = ctx.stack.changes(), ctx.stack.source_builds()
+        files = [(LOCK, ctx.stack.lock(changes))] if changes else []
+        later: tuple[Step, ...] = ()
+        if builds:
+            files.append(("builds.txt", ctx.stack.pinned(builds)))
+            argv = (*base, "--no-deps", "--no-build-isolation", *stack_source_args(ctx.sources),
+                    "-r", str(ctx.work / "builds.txt"))  # fmt: skip
+            later = (Step("build", argv),)
+        if not changes:
+            return Staging(files=tuple(files)), later[0]
+        step = Step("install", (*base, "-r", str(ctx.work / LOCK)), PYLOCK)
+        return Staging(files=tuple(files), builds=later), step
+
     def stage(self, ctx: Context) -> Staging:
         from envsetup.install.backends._base import Staging
 
+        if ctx.stack is not None:
+            return self._stack(ctx)[0]
         if not self._bound(ctx.sources):
             return Staging()
         return Staging(files=((PROJECT, pinned(ctx.plan, ctx.sources.torch[0])),))
@@ -158,6 +202,8 @@ class Uv:
     def install(self, ctx: Context) -> Step:
         from envsetup.install.backends._base import Step, requirements
 
+        if ctx.stack is not None:
+            return self._stack(ctx)[1]
         base = [*self._base(ctx.tool.argv, ctx.target.python, ctx.break_system_packages),
                 "--only-binary", ":all:"]  # fmt: skip
         if self._bound(ctx.sources):
