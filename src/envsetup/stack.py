@@ -399,14 +399,15 @@ class Stack:
             if p.installed:
                 where = "installed already"
             elif p.source == "pytorch":
-                where = f"the PyTorch index {mask(p.index or '')}".rstrip()
+                where = f"from the PyTorch index {mask(p.index or '')}".rstrip()
             elif p.source == "url":
-                where = mask(p.url or "a direct URL")
+                where = "from " + mask(p.url or "a direct URL")
             else:
-                where = f"the index {mask(p.index)}" if p.index else "the default index"
+                where = f"from the index {mask(p.index)}" if p.index else "from the default index"
             asked = ", asked for" if p.requested and p.name not in TORCH_FAMILY else ""
-            lines.append(f"{p.name} {p.version}".ljust(width) + f"  from {where}{asked}")
-        for b in self.builds:
+            lines.append(f"{p.name} {p.version}".ljust(width) + f"  {where}{asked}")
+        todo = {p.name for p in self.packages if not p.installed}
+        for b in (b for b in self.builds if b.name in todo):
             when = (
                 "after the install, without build isolation"
                 if b.against_torch
@@ -1090,6 +1091,32 @@ def _user_specs(user: UserRequirements, markers: Mapping[str, str]) -> dict[str,
         n = canonicalize_name(r.name)
         out[n] = out.get(n, SpecifierSet()) & r.specifier
     return out
+
+
+def narrowed_plan(profile: Any, request: Request, table: Any, user: UserRequirements) -> Plan:
+    """The plan for a machine whose interpreter is not at hand (``plan --profile ... --export
+    uv``): the build narrowed by the user's own torch-family lines (a line whose marker needs
+    the interpreter to decide counts). The libraries' own torch pins are for ``uv lock`` to
+    check there. Raises NoBuildError (exit 4) naming the lines when no valid build fits."""
+    from envsetup.resolve import resolve
+
+    base = resolve(profile, request, table)
+    specs: dict[str, SpecifierSet] = {}
+    for text in user.torch:
+        r = Requirement(text)
+        n = canonicalize_name(r.name)
+        specs[n] = specs.get(n, SpecifierSet()) & r.specifier
+    if not specs:
+        return base
+    plan = pick_build(profile, request, table, specs, base)
+    if plan is None:
+        lines = ", ".join(user.torch)
+        valid = ", ".join(v for v, _ in _accepted(base)[:4])
+        raise NoBuildError(
+            f"the requirements require {lines}; no such build fits this machine (it can run "
+            f"torch {valid}): loosen that requirement, or plan for another machine"
+        )
+    return plan
 
 
 def resolve_stack(

@@ -1,4 +1,9 @@
-"""``envsetup plan``: the torch build for this machine (or another, with --profile), and why."""
+"""``envsetup plan``: the torch build for this machine (or another, with --profile), and why.
+
+With packages (``envsetup plan transformers -r requirements.txt``) the whole stack is resolved
+for the target interpreter (:mod:`envsetup.stack`) and shown; ``--export`` writes the build with
+the packages for an installer, and ``--profile a.json --profile b.json --export uv`` writes one
+pyproject for several kinds of machine (:mod:`envsetup.uvproject`)."""
 
 from __future__ import annotations
 
@@ -49,10 +54,37 @@ def _target_python(prof: Any, python: Optional[str], *, from_file: bool) -> str:
     return str(prof.python.executable or "python")
 
 
+def _check_interpreter(prof: Any, plan: Any, python: str, label: str) -> None:
+    """A resolve for ``prof``'s machine runs in ``python``: it must be of the plan's Python
+    and platform (a profile from another kind of machine cannot be resolved here)."""
+    from envsetup.errors import UsageError
+    from envsetup.install.target import probe
+
+    info = probe(python)
+    if (info.minor, info.platform) != (plan.python, plan.platform):
+        raise UsageError(
+            f"--profile {label} is {plan.platform} with Python {plan.python}, and {python} is "
+            f"{info.platform} with Python {info.minor}: resolving packages needs an interpreter "
+            "of that kind (--python PATH); or write the project for uv to lock there: "
+            "--export uv"
+        )
+
+
 @app.command("plan")
 def plan_command(
-    profile: Optional[Path] = typer.Option(  # noqa: B008
-        None, "--profile", help="Plan for the machine in this file (doctor --json output)."
+    packages: Optional[list[str]] = typer.Argument(  # noqa: B008
+        None,
+        help="Packages to resolve together with torch (transformers 'peft>=0.10').",
+        show_default=False,
+    ),
+    requirement: Optional[list[str]] = typer.Option(  # noqa: B008
+        None, "--requirement", "-r", help="A requirements file (pip's format), resolved with torch."
+    ),
+    profile: Optional[list[Path]] = typer.Option(  # noqa: B008
+        None,
+        "--profile",
+        help="Plan for the machine in this file (doctor --json output); repeat it for several "
+        "kinds of machine (with --export uv: one pyproject for all).",
     ),
     torch: Optional[str] = typer.Option(
         None, "--torch", help="Torch version spec: 2.4, 2.4.1, '>=2.3,<2.6' or latest."
@@ -75,10 +107,18 @@ def plan_command(
         help="Also ask the package index whether a torch release newer than the table is out.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    export: Optional[str] = typer.Option(
+        None,
+        "--export",
+        help="Write the build (with the packages) as requirements | uv | conda instead: uv's "
+        "pyproject entries cover every --profile.",
+    ),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="File for --export."),
 ) -> None:
-    """Resolve the torch/torchvision/torchaudio build for a machine, with the reasons."""
+    """Resolve the torch/torchvision/torchaudio build for a machine, with the reasons (and the
+    packages given, resolved together with it)."""
     from envsetup.compat import load_table
-    from envsetup.errors import NoBuildError
+    from envsetup.errors import EnvsetupError, UsageError
     from envsetup.install.backends import direct_commands
     from envsetup.plan import Request
     from envsetup.resolve import check_variant, index_base_from, parse_spec
@@ -87,14 +127,49 @@ def plan_command(
     base = index_base_from(index_base)
     parse_spec(torch)
     check_variant(variant)
-    prof = load_profile(profile) if profile is not None else this_machine(python)
-    target = _target_python(prof, python, from_file=profile is not None)
+    if export is not None:
+        from envsetup.install.export import kinds
+
+        if export not in kinds():
+            raise UsageError(f"--export {export}: choose one of {', '.join(kinds())}")
+    files = list(profile or [])
+    if len(files) > 1 and export not in (None, "uv"):
+        raise UsageError(
+            f"--export {export} is for one machine: give one --profile, or --export uv for "
+            "several (one pyproject, a build per kind of machine)"
+        )
+    user = None
+    if packages or requirement:
+        from envsetup.stack import read_requirements
+
+        user = read_requirements(packages or (), requirement or ())
+    machines = (
+        [(str(f), load_profile(f)) for f in files]
+        if files
+        else [("this machine", this_machine(python))]
+    )
     table = load_table()
     request = Request(torch=torch, variant=variant, vision=vision, audio=audio, index_base=base)
     fresh = _freshness(table) if online else None
+    if export == "uv" and len(machines) > 1:
+        _export_machines(machines, request, table, user, output)
+        return
+    label, prof = machines[0]
+    target = _target_python(prof, python, from_file=bool(files))
+    stack = None
     try:
         plan = do_resolve(prof, request, table)
-    except NoBuildError as exc:
+        if user is not None:
+            from envsetup.stack import resolve_stack
+
+            if files:  # another machine's file: resolved in an interpreter of its kind
+                from envsetup.target import resolve_python
+
+                target = resolve_python(python) if python else sys.executable
+                _check_interpreter(prof, plan, target, label)
+            stack = resolve_stack(prof, request, table, user, python=target)
+            plan = stack.plan
+    except EnvsetupError as exc:
         if as_json:
             doc: dict[str, Any] = {"plan": None, "error": exc.message}
             if fresh is not None:
@@ -103,16 +178,57 @@ def plan_command(
         elif fresh is not None:
             _print_freshness(fresh)
         raise
-    commands = direct_commands(plan, target)
+    if export is not None:
+        from envsetup.install.export import export as do_export
+
+        wanted = user.requirements if user is not None else ()
+        _write(do_export(plan, export, None, (), wanted, label=label), output)
+        return
+    commands = direct_commands(plan, target, user.requirements if user is not None else ())
     if as_json:
         doc = {"plan": plan.to_dict(), "commands": commands}
+        if stack is not None:
+            doc["stack"] = stack.to_dict()
         if fresh is not None:
             doc["freshness"] = fresh
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    _render(plan, commands)
+    _render(plan, commands, stack)
     if fresh is not None:
         _print_freshness(fresh)
+
+
+def _write(text: str, output: Optional[str]) -> None:
+    from envsetup.errors import UsageError
+
+    if not output:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--output {output}: {exc.strerror or exc}") from None
+
+
+def _export_machines(
+    machines: list[tuple[str, Any]], request: Any, table: Any, user: Any, output: Optional[str]
+) -> None:
+    """One pyproject for several kinds of machine: each one's build (narrowed by the user's own
+    torch lines), the packages beside them; ``uv lock`` resolves the rest for every kind."""
+    from envsetup.resolve import resolve as do_resolve
+    from envsetup.stack import narrowed_plan
+    from envsetup.uvproject import Machine, uv_project
+
+    out = []
+    for label, prof in machines:
+        plan = (
+            narrowed_plan(prof, request, table, user) if user else do_resolve(prof, request, table)
+        )
+        out.append(Machine(Path(label).name, prof, plan))
+    export = uv_project(out, user.requirements if user else ())
+    for note in export.notes:
+        sys.stderr.write(f"envsetup: {note}\n")
+    _write(export.text, output)
 
 
 def _freshness(table: Any) -> dict[str, Optional[str]]:
@@ -153,7 +269,7 @@ def _bullets(con: Any, mark: str, lines: Any) -> None:
         con.print(text, highlight=False, markup=False)
 
 
-def _render(plan: Any, commands: dict[str, list[list[str]]]) -> None:
+def _render(plan: Any, commands: dict[str, list[list[str]]], stack: Any = None) -> None:
     import shlex
 
     from rich.console import Console
@@ -194,6 +310,13 @@ def _render(plan: Any, commands: dict[str, list[list[str]]]) -> None:
     if len(plan.refused) > 6:
         lines.append(f"{sum(g.count for g in plan.refused[6:])} more for other reasons")
     _bullets(con, "x", lines)
+    if stack is not None:
+        con.print(
+            f"[bold]Packages[/bold]: {len(stack.packages)}, resolved by {stack.resolver} in "
+            f"{stack.seconds:.2f} s"
+        )
+        for line in stack.describe():
+            con.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     con.print("[bold]Commands[/bold]")
     for tool in ("pip", "uv", "conda"):
         for argv in commands[tool]:

@@ -131,18 +131,23 @@ def choose(
     return Chosen(backend, tool, note)
 
 
-def direct_commands(plan: Plan, python: str) -> dict[str, list[list[str]]]:
+def direct_commands(
+    plan: Plan, python: str, extra: tuple[str, ...] = ()
+) -> dict[str, list[list[str]]]:
     """The one command each installer would run to install ``plan`` into ``python`` (what
-    ``envsetup plan`` shows); a backend that does not fit shows the one that installs instead."""
+    ``envsetup plan`` shows); a backend that does not fit shows the one that installs instead.
+    ``extra``: the user's other requirements (a stack), from the default index."""
     from envsetup.install.backends._base import Where
-    from envsetup.install.sources import for_install
+    from envsetup.install.sources import for_install, for_stack
 
-    sources = for_install(plan, None)
-    where = Where(python=python)
+    sources = for_stack(plan, None, None) if extra else for_install(plan, None)
+    where = Where(python=python, extra=extra)
     out: dict[str, list[list[str]]] = {}
     for name, b in BACKENDS.items():
         fit = b.fits(plan, None, sources)
         chosen = get(fit.instead) if not fit.ok and fit.instead else b
+        if extra and not resolver(chosen):
+            chosen = next(x for x in BACKENDS.values() if resolver(x))
         out[name] = [sources.mask_argv(chosen.direct(plan, where, sources))]
     return out
 
