@@ -117,21 +117,73 @@ def _rewrite_metadata(path: Path, extra: str) -> None:
             zf.writestr(n, data)
 
 
+# An in-tree PEP 517 backend (no build requirements) for the source-only extension: its wheel
+# records the torch it was built against, which it imports as an extension build does (an
+# isolated build has no torch to import, so it fails there).
+BACKEND = """
+import base64, hashlib, os, zipfile
+
+NAME, VERSION = {name!r}, {version!r}
+DIST = NAME.replace("-", "_")
+META = {meta!r}
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    info = os.path.join(metadata_directory, f"{{DIST}}-{{VERSION}}.dist-info")
+    os.makedirs(info)
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write(META)
+    return os.path.basename(info)
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    import torch
+
+    info = f"{{DIST}}-{{VERSION}}.dist-info"
+    files = {{
+        f"{{DIST}}/__init__.py": f"BUILT_WITH_TORCH = {{torch.__version__!r}}\\n".encode(),
+        f"{{info}}/METADATA": META.encode(),
+        f"{{info}}/WHEEL": b"Wheel-Version: 1.0\\nGenerator: envsetup-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }}
+    record = []
+    for arc, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{{arc}},sha256={{digest}},{{len(data)}}")
+    record.append(f"{{info}}/RECORD,,")
+    files[f"{{info}}/RECORD"] = ("\\n".join(record) + "\\n").encode()
+    name = f"{{DIST}}-{{VERSION}}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as zf:
+        for arc, data in files.items():
+            zf.writestr(arc, data)
+    return name
+"""
+
+
 def sdist(dest: Path, name: str, version: str, requires: Iterable[str] = ()) -> Path:
     """A source-only distribution whose PKG-INFO is static (Metadata 2.2, nothing dynamic), as
-    an extension that compiles against torch at install time publishes it."""
+    an extension that compiles against torch at install time publishes it; built by an in-tree
+    backend that imports torch (BACKEND)."""
     dest.mkdir(parents=True, exist_ok=True)
     dist = re.sub(r"[-_.]+", "_", name)
     base = f"{dist}-{version}"
     meta = f"Metadata-Version: 2.2\nName: {name}\nVersion: {version}\n"
     meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
     pyproject = (
-        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[build-system]\nrequires = []\nbuild-backend = "_backend"\nbackend-path = ["."]\n'
         f'[project]\nname = "{name}"\nversion = "{version}"\n'
     )
+    backend = BACKEND.format(name=name, version=version, meta=meta)
     path = dest / f"{base}.tar.gz"
     with tarfile.open(path, "w:gz") as tf:
-        for arc, data in (("PKG-INFO", meta), ("pyproject.toml", pyproject)):
+        for arc, data in (
+            ("PKG-INFO", meta),
+            ("pyproject.toml", pyproject),
+            ("_backend.py", backend),
+        ):
             raw = data.encode()
             info = tarfile.TarInfo(f"{base}/{arc}")
             info.size = len(raw)
