@@ -297,3 +297,73 @@ def escape_markup(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def _bullets(con: Any, mark: str, lines: Any) -> None:
+    """Each line as a bullet, wrapped to the console with a hanging indent."""
+    import textwrap
+
+    width = max(40, con.width)
+    for line in lines:
+        text = textwrap.fill(
+            str(line), width=width, initial_indent=f"  {mark} ", subsequent_indent="    "
+        )
+        con.print(text, highlight=False, markup=False)
+
+
+def print_plan(plan: Any, commands: dict[str, list[list[str]]], stack: Any = None) -> None:
+    """A plan as people read it: the pick, why, what was refused (grouped), the packages of a
+    stack, and the commands for each installer."""
+    import shlex
+
+    from rich.table import Table
+
+    con = console()
+    t = Table(title="Plan", show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("install", " ".join(plan.requirements()))
+    t.add_row("variant", plan.variant)
+    t.add_row("index", plan.index_url or "the installer's default package index")
+    t.add_row("torch.__version__", plan.local_version or plan.torch)
+    t.add_row("platform", f"{plan.platform}, Python {plan.python_version or plan.python}")
+    if plan.cuda:
+        t.add_row("CUDA / cuDNN", f"{plan.cuda} / {plan.cudnn or 'unknown'}")
+    if plan.rocm:
+        t.add_row("ROCm", plan.rocm)
+    if plan.arch:
+        t.add_row("GPU kernels", " ".join(f"sm_{a.replace('.', '')}" for a in plan.arch))
+    con.print(t)
+    con.print("[bold]Why[/bold]")
+    _bullets(con, "-", plan.why)
+    if plan.warnings:
+        con.print("[bold yellow]Warnings[/bold yellow]")
+        _bullets(con, "!", plan.warnings)
+    accepted = [c for c in plan.candidates if c.accepted and c.torch != plan.torch]
+    refused = [c for c in plan.candidates if not c.accepted]
+    con.print(
+        f"[bold]Candidates[/bold]: {len(plan.candidates) - len(refused)} fit, {len(refused)} "
+        "refused (--json lists every one)"
+    )
+    if accepted:
+        _bullets(
+            con, "+", ["also fit: " + ", ".join(f"{c.torch} {c.variant}" for c in accepted[:4])]
+        )
+    lines = [str(g) for g in plan.refused[:6]]
+    if len(plan.refused) > 6:
+        lines.append(f"{sum(g.count for g in plan.refused[6:])} more for other reasons")
+    _bullets(con, "x", lines)
+    if stack is not None:
+        con.print(
+            f"[bold]Packages[/bold]: {len(stack.packages)}, resolved by {stack.resolver} in "
+            f"{stack.seconds:.2f} s"
+        )
+        for line in stack.describe():
+            con.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    con.print("[bold]Commands[/bold]")
+    for tool in ("pip", "uv", "conda"):
+        for argv in commands[tool]:
+            con.print(f"  {tool:5} {shlex.join(argv)}", highlight=False, soft_wrap=True)

@@ -178,8 +178,11 @@ def _print_outcome(outcome: Outcome, as_json: bool) -> None:
         sys.stdout.write(f"# the same in one step, without the safety net:\n# {direct}\n")
         return
     if outcome.verify is not None:
+        from envsetup import render
+
+        con = render.console()  # the rows verify prints, at the terminal's width
         for r in outcome.verify.results:
-            sys.stdout.write(f"{r.status:>4}  {r.name}: {r.detail}\n")
+            con.print(render.check_row(r.status, r.name, None, r.detail))
     if outcome.ok:
         more = ""
         if outcome.stack is not None:

@@ -28,9 +28,9 @@ class Ui:
 
 class ConsoleUi(Ui):
     def __init__(self) -> None:
-        from rich.console import Console
+        from envsetup import render
 
-        self.console = Console(stderr=True, highlight=False)
+        self.console = render.console(sys.stderr)
         self.live = self.console.is_terminal and not self.console.is_dumb_terminal
         self._progress: Optional[Any] = None
         self._task: Optional[Any] = None
