@@ -16,26 +16,21 @@ UV_NO_CONFIG=1): only the served index.
 from __future__ import annotations
 
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
-from conftest import TORCH_VERSION, make_venv  # noqa: E402
+from sidebyside import table, turns  # noqa: E402
+
+from conftest import TORCH_VERSION  # noqa: E402
 from envsetup.install.backends.uv import find_uv  # noqa: E402
 from indexserver import IndexServer  # noqa: E402
 from test_install import hermetic_env, make_plan, write_plan  # noqa: E402
-
-
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -58,10 +53,8 @@ def main() -> None:
                 if installer == "uv" and not uv:
                     print("uv: not installed, skipped")
                     continue
-                raw, ours = [], []
-                for i in range(runs + 1):  # round 0 fills the caches and is not counted
-                    raw_py = make_venv(tmp / f"raw-{installer}-{i}")
-                    ours_py = make_venv(tmp / f"ours-{installer}-{i}")
+
+                def argvs(raw_py: Path, ours_py: Path, installer: str = installer) -> Any:
                     argv = (
                         [str(raw_py), "-m", "pip", "install", "--index-url", url, *pins]
                         if installer == "pip"
@@ -71,30 +64,18 @@ def main() -> None:
                     mine = [sys.executable, "-m", "envsetup", "install", "--yes", "--no-verify",
                             "--plan-file", plan, "--python", str(ours_py),
                             "--installer", installer, "--index-url", url]  # fmt: skip
-                    if i % 2:
-                        r, o = timed(argv, env), timed(mine, env)
-                    else:
-                        o, r = timed(mine, env), timed(argv, env)
+                    return argv, mine
+
+                def steps() -> str:
                     logs = sorted((tmp / "cache" / "envsetup" / "logs").glob("install-*.log"))
-                    steps = [ln[8:].split(" (")[0] for ln in logs[-1].read_text().splitlines()
-                             if ln.startswith("# time: ")]  # fmt: skip
-                    label = "warm-up" if i == 0 else f"run {i}"
-                    print(f"  {installer} {label}: raw {r:.2f} s, envsetup {o:.2f} s "
-                          f"[{', '.join(steps)}]", flush=True)  # fmt: skip
-                    if i:
-                        raw.append(r)
-                        ours.append(o)
-                    shutil.rmtree(tmp / f"raw-{installer}-{i}", ignore_errors=True)
-                    shutil.rmtree(tmp / f"ours-{installer}-{i}", ignore_errors=True)
-                rows.append((installer, statistics.median(raw), statistics.median(ours)))
+                    return ", ".join(ln[8:].split(" (")[0] for ln in logs[-1].read_text()
+                                     .splitlines() if ln.startswith("# time: "))  # fmt: skip
+
+                rows.append(turns(tmp, installer, runs, argvs, env, steps))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nmedian of {runs} warm runs, same index, same set ({' '.join(pins)} and its deps):")
-    print(f"{'installer':<10} {'raw':>9} {'envsetup':>10} {'overhead':>20}")
-    for installer, r, o in rows:
-        print(
-            f"{installer:<10} {r:>7.2f} s {o:>8.2f} s {o - r:>+9.2f} s ({(o - r) / r * 100:+5.1f} %)"
-        )
+    table(rows)
     goals = {"pip": lambda r, o: (o - r) / r <= 0.03, "uv": lambda r, o: o - r <= 0.3}
     said = {"pip": "pip within 3 %", "uv": "warm uv within 0.3 s"}
     for installer, r, o in rows:

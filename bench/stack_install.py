@@ -21,28 +21,23 @@ UV_NO_CONFIG=1, UV_DEFAULT_INDEX). Prints the figures; asserts nothing.
 from __future__ import annotations
 
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
-from conftest import TORCH_VERSION, make_venv  # noqa: E402
+from sidebyside import table, turns  # noqa: E402
+
+from conftest import TORCH_VERSION  # noqa: E402
 from envsetup.install.backends.uv import find_uv  # noqa: E402
 from indexserver import IndexServer  # noqa: E402
 from test_install import hermetic_env  # noqa: E402
 
 LIBRARY = "torchmetrics"
-
-
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -69,10 +64,8 @@ def main() -> None:
                 if installer == "uv" and not uv:
                     print("uv: not installed, skipped")
                     continue
-                raw, ours = [], []
-                for i in range(runs + 1):  # round 0 fills the caches and is not counted
-                    raw_py = make_venv(tmp / f"raw-{installer}-{i}")
-                    ours_py = make_venv(tmp / f"ours-{installer}-{i}")
+
+                def argvs(raw_py: Path, ours_py: Path, installer: str = installer) -> Any:
                     argv = (
                         [str(raw_py), "-m", "pip", "install", "--extra-index-url", url, *pins]
                         if installer == "pip"
@@ -82,26 +75,13 @@ def main() -> None:
                     mine = [sys.executable, "-m", "envsetup", "install", "--yes", "--no-verify",
                             "--torch", TORCH_VERSION, "--variant", "cpu", "--python", str(ours_py),
                             "--installer", installer, "--index-url", url, LIBRARY]  # fmt: skip
-                    if i % 2:
-                        r, o = timed(argv, env), timed(mine, env)
-                    else:
-                        o, r = timed(mine, env), timed(argv, env)
-                    label = "warm-up" if i == 0 else f"run {i}"
-                    print(f"  {installer} {label}: raw {r:.2f} s, envsetup {o:.2f} s", flush=True)
-                    if i:
-                        raw.append(r)
-                        ours.append(o)
-                    shutil.rmtree(tmp / f"raw-{installer}-{i}", ignore_errors=True)
-                    shutil.rmtree(tmp / f"ours-{installer}-{i}", ignore_errors=True)
-                rows.append((installer, statistics.median(raw), statistics.median(ours)))
+                    return argv, mine
+
+                rows.append(turns(tmp, installer, runs, argvs, env))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nmedian of {runs} warm runs, same indexes, same set ({' '.join(pins)} and deps):")
-    print(f"{'installer':<10} {'raw':>9} {'envsetup':>10} {'overhead':>20}")
-    for installer, r, o in rows:
-        print(
-            f"{installer:<10} {r:>7.2f} s {o:>8.2f} s {o - r:>+9.2f} s ({(o - r) / r * 100:+5.1f} %)"
-        )
+    table(rows)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from conftest import make_venv
 from envsetup.guard import CONSTRAINTS_FILE, GUARD_FILE, LABEL
 from stackindex import StackIndex, build_indexes, torch_build
 from test_install import hermetic_env, tree
+from test_install_faults import _children
 
 BULK = 400  # 64 KiB files in the slow torch 2.5.1+cpu: long enough an install to stop it
 
@@ -170,21 +171,6 @@ def test_a_torch_pin_no_build_fits_exits_4_with_the_chain(
     assert "libx 1.2 requires torch==2.6.0" in json.loads(plan.stdout)["error"]
 
 
-def _children(pid: int) -> list[str]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid:
-            out.append(cmd)
-    return out
-
-
 def guarded_venv(installer: str, index: StackIndex, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     py = make_venv(tmp_path / "venv")
     env = site_env(tmp_path, index)
@@ -219,21 +205,6 @@ def test_a_stack_failing_mid_install_restores_every_file_and_the_guard(
     assert res.returncode == 1 and LABEL in res.stdout + res.stderr
 
 
-def _children(pid: int) -> list[str]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid:
-            out.append(cmd)
-    return out
-
-
 @pytest.mark.timeout(300)
 def test_a_stack_stopped_mid_install_restores_every_file_and_the_guard(
     index: StackIndex, tmp_path: Path
@@ -251,7 +222,7 @@ def test_a_stack_stopped_mid_install_restores_every_file_and_the_guard(
     )  # fmt: skip
     stopped, deadline = False, time.monotonic() + 120
     while child.poll() is None and time.monotonic() < deadline and not stopped:
-        if any("--no-deps" in c for c in _children(child.pid)):  # the install step
+        if any("--no-deps" in c for _, c in _children(child.pid)):  # the install step
             while not list(site.glob("torch/lib/blob*")) and time.monotonic() < deadline:
                 time.sleep(0.005)
             lifted = not (prefix / GUARD_FILE).exists()  # the guard is off during the install
