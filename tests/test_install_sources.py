@@ -167,6 +167,10 @@ def test_credentials_are_masked_everywhere(
     assert logs and all(p.stat().st_mode & 0o777 == 0o600 for p in logs)
     outputs += [p.read_text() for p in logs]
     assert "builder:***@" in outputs[-1]
+    prefix = py.parent.parent  # the guard's record and constraints file keep no secret either
+    outputs += [
+        (prefix / n).read_text() for n in ("envsetup-guard.json", "envsetup-constraints.txt")
+    ]
     assert not [o for o in outputs if secret in o]
     assert torch_in(py) == ("2.4.1+cu121", "12.1")
 

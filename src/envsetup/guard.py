@@ -234,9 +234,12 @@ def write_guard(
     )
     if keep is None:
         keep = _effective_constraints(t.python, {str(constraints)})
+    from envsetup.index import mask
+
+    index = mask(plan.index_url) if plan.index_url else None  # no credentials in the record
     header = [
         f"# Written by envsetup {__version__}: the torch build installed in {prefix}"
-        f" (variant {plan.variant}, from {plan.index_url or 'the default package index'}).",
+        f" (variant {plan.variant}, from {index or 'the default package index'}).",
         f"# pip refuses to replace it here: {conf_path} names this file ([install] constraint).",
         f"# To change torch on purpose: envsetup install --python {t.python} --torch VERSION"
         " [--variant V]; to drop the guard, delete this file and that setting.",
@@ -251,7 +254,7 @@ def write_guard(
         prefix=str(prefix),
         packages=installed,
         variant=plan.variant,
-        index=plan.index_url,
+        index=index,
         builds=tuple(dict.fromkeys([*builds, *stack_builds])),
         constraints=str(constraints),
         pip_conf=str(conf_path),
