@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -37,9 +38,17 @@ class Candidate:
     """One (torch version, variant) the resolver looked at, and its verdict."""
 
     torch: str
-    variant: str
+    variant: str  # the value --variant takes: "cu126" | "cpu" | "rocm6.1" | "default"
     accepted: bool
     reasons: tuple[str, ...] = ()
+    same_as: Optional[str] = None  # the PyTorch-index variant a "default" build matches: "cu130"
+
+    @property
+    def label(self) -> str:
+        """What to show: "cu126", or "default (cu130)" for the package-index build."""
+        if self.variant == "default" and self.same_as and self.same_as != "default":
+            return f"default ({self.same_as})"
+        return self.variant
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,21 @@ class Plan:
     def from_dict(cls, data: Any) -> Plan:
         if isinstance(data, dict):
             data = {k: v for k, v in data.items() if k != "requirements"}
+            if isinstance(data.get("candidates"), list):
+                data["candidates"] = [_old_candidate(c) for c in data["candidates"]]
         return from_dict(cls, data)
+
+
+_OLD_DEFAULT = re.compile(r"^default \((\S+)\)$")
+
+
+def _old_candidate(data: Any) -> Any:
+    """Plans written before ``same_as`` carried the label as the variant: "default (cu130)"."""
+    if isinstance(data, dict) and "same_as" not in data and isinstance(data.get("variant"), str):
+        m = _OLD_DEFAULT.match(data["variant"])
+        if m:
+            return {**data, "variant": "default", "same_as": m.group(1)}
+    return data
 
 
 def read_plan_file(path: str, flag: str) -> Plan:

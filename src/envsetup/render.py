@@ -349,9 +349,7 @@ def print_plan(plan: Any, commands: dict[str, list[list[str]]], stack: Any = Non
         "refused (--json lists every one)"
     )
     if accepted:
-        _bullets(
-            con, "+", ["also fit: " + ", ".join(f"{c.torch} {c.variant}" for c in accepted[:4])]
-        )
+        _bullets(con, "+", ["also fit: " + ", ".join(f"{c.torch} {c.label}" for c in accepted[:4])])
     lines = [str(g) for g in plan.refused[:6]]
     if len(plan.refused) > 6:
         lines.append(f"{sum(g.count for g in plan.refused[6:])} more for other reasons")

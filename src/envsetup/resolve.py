@@ -687,9 +687,10 @@ def resolve(profile: Profile, request: Request, table: Table) -> Plan:
     candidates = tuple(
         Candidate(
             torch=v.patch.version,
-            variant=v.name if v.name != "default" else f"default ({v.build.same_as})",
+            variant=v.name,
             accepted=v.ok,
             reasons=tuple(v.reasons) if not v.ok else tuple(v.notes + v.warnings),
+            same_as=v.build.same_as if v.name == "default" else None,
         )
         for v in ordered
     )
