@@ -153,10 +153,12 @@ def wanted(plan: Plan) -> dict[str, str]:
     """The versions the plan's pins will have once installed: normalised name → version.
 
     With a local version (``2.4.1+cu121``) every pin carries the same label, as the PyTorch
-    index publishes them; without one (the plain package index) the public version."""
+    index publishes them. The plain package index publishes public versions (its torch 2.15.0
+    says "2.15.0+cu132" in ``torch.__version__``, but its wheel and metadata say 2.15.0): the
+    ``default`` build's pins are the public versions."""
     label = (
         plan.local_version.split("+", 1)[1]
-        if plan.local_version and "+" in plan.local_version
+        if plan.local_version and "+" in plan.local_version and plan.variant != "default"
         else None
     )
     return {normalize(p.name): f"{p.version}+{label}" if label else p.version for p in plan.pins}
