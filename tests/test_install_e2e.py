@@ -88,7 +88,7 @@ def test_wizard_through_a_terminal(tmp_path: Path) -> None:
         child.send("\x15" + str(venv) + "\r")  # Ctrl-U clears the default
         child.expect("torch version")
         child.send("\r")
-        child.expect("variant")
+        child.expect("Build")
         child.send("\r")
         child.expect("Also install")
         child.send("\r")
@@ -125,11 +125,11 @@ def test_wizard_asks_for_a_mirror_when_the_index_fails(tmp_path: Path) -> None:
         )  # fmt: skip
         child.expect("Install into which environment")
         child.send("\r")  # this one (--python)
-        for prompt in ("torch version", "variant", "Also install", "Installer"):
+        for prompt in ("torch version", "Build", "Also install", "Installer"):
             child.expect(prompt)
             child.send("\r")
         child.expect("connection refused")
-        child.expect("Mirror to install from")
+        child.expect("Mirror")
         child.send(server.index("cu121") + "\r")
         child.expect("envsetup will run")
         child.expect("Go ahead")

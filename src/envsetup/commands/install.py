@@ -276,8 +276,18 @@ def _json_error(exc: EnvsetupError) -> None:
     sys.stdout.write(json.dumps({"ok": False, "error": exc.message, "code": exc.code}) + "\n")
 
 
+def _verify_instead(ctx: typer.Context, python: str) -> None:
+    """``envsetup verify --quick --python PYTHON``, from within another command."""
+    root = ctx.find_root()
+    assert isinstance(root.command, typer.core.TyperGroup)
+    command = root.command.get_command(root, "verify")
+    assert command is not None
+    ctx.invoke(command, python=python, quick=True)
+
+
 @app.command("install")
 def install(
+    ctx: typer.Context,
     packages: Optional[list[str]] = typer.Argument(  # noqa: B008
         None,
         help="packages to install with torch, resolved together (transformers 'peft>=0.10')",
@@ -427,33 +437,64 @@ def install(
         from envsetup.install import sources as srcmod
         from envsetup.install import wizard
 
+        known: dict[str, TargetInfo] = {}
+
+        def facts(py: str) -> TargetInfo:
+            if py not in known:
+                known[py] = probed[py]() if py in probed else tgt.probe(py)
+            return known[py]
+
+        def inspect(py: Optional[str], venv_path: Optional[str]) -> TargetInfo:
+            if venv_path is not None:
+                return tgt.new_venv(facts(base), venv_path)
+            return facts(py or target or base)
+
+        def retarget(py: str) -> tuple[Plan, Replan]:
+            again = _resolver(py)
+            vision, audio = extras if extras is not None else (False, False)
+            return again(torch, variant, vision, audio), again
+
+        def installers(p: Plan, info: TargetInfo) -> tuple[list[str], str]:
+            names = registry.available(p, info, srcmod.for_install(p, index_url, houses))
+            return names, registry.default_for(info)
+
+        def check(p: Plan, info: TargetInfo, url: Optional[str], links: tuple[str, ...]
+                  ) -> Optional[str]:  # fmt: skip
+            return _check_source(info)(p, url, links)
+
         def preview(choice: Choice) -> list[str]:
-            py = resolve_python(choice.python) if choice.python else base
-            info = target_info(py, choice.venv)
+            made = choice.venv or (new_venv if choice.python is None else None)
+            info = inspect(choice.python, made)
             opts = Options(python=info.python, installer=choice.installer,
                            index_url=choice.index_url, find_links=choice.find_links, dry_run=True,
                            break_system_packages=break_system_packages, target=info,
-                           create_venv=_venv_argv(choice.venv, base) if choice.venv else None)  # fmt: skip
+                           create_venv=_venv_argv(made, base) if made else None)  # fmt: skip
             outcome = do_install(choice.plan, opts, ui_mod.Ui())
             if outcome.already_installed:
                 return [f"(nothing: torch {outcome.plan.torch} is already installed)"]
             return _dry_run_lines(outcome)
 
-        info = target_info(target, new_venv)
-        sources = srcmod.for_install(plan, index_url, houses)
         choice = wizard.run(
             plan,
             replan=replan,
-            installers=registry.available(plan, info, sources),
-            default_installer=installer or registry.default_for(info),
-            python=python if not venv else (target if new_venv is None else None),
+            inspect=inspect,
+            installers=installers,
             preview=preview,
-            check_source=_check_source(info),
+            python=python if not venv else target,
+            new_venv=new_venv,
+            installer=installer,
+            retarget=retarget if replan is not None else None,
+            check_source=check,
             index_url=index_url,
             find_links=houses,
+            break_system_packages=break_system_packages,
         )
         if choice is None:
             sys.stderr.write("envsetup: nothing was changed\n")
+            return
+        if choice.action == "verify":
+            sys.stderr.write("envsetup: nothing was changed; verifying what is there\n")
+            _verify_instead(ctx, choice.python or target or base)
             return
         plan, installer = choice.plan, choice.installer
         index_url, houses = choice.index_url, choice.find_links
@@ -461,6 +502,9 @@ def install(
             new_venv, target = choice.venv, None
         elif choice.python:
             target, new_venv = resolve_python(choice.python), None
+            if target not in probed and target in known:
+                info_now = known[target]
+                probed[target] = lambda: info_now
 
     created = False
     prepared: Optional[TargetInfo] = probed[target]() if target in probed else None
