@@ -31,8 +31,11 @@ def test_journey_shows_doctor_then_plan_and_changes_nothing_when_declined(tmp_pa
     child.expect("NVIDIA H100 80GB HBM3")
     child.expect("2/3 plan")
     # driver 565 on Hopper: a CUDA 12.x build (13.x needs 580), chosen by the resolver
-    child.expect(r"torch==\S+ \((cu12\d)\)")
-    child.expect("Install it now")
+    child.expect(r"torch==([0-9.]+)\S* \((cu12\d)\)")
+    planned = f"{child.match.group(1)}+{child.match.group(2)}"
+    # this interpreter has no torch: the question names the build it would install
+    child.expect(r"(\w+) torch (\S+) now\?")
+    assert (child.match.group(1), child.match.group(2)) == ("Install", planned)
     child.sendline("n")
     child.expect("nothing was changed")
     child.expect(pexpect.EOF)
@@ -43,7 +46,7 @@ def test_journey_shows_doctor_then_plan_and_changes_nothing_when_declined(tmp_pa
 @pytest.mark.timeout(120)
 def test_ctrl_c_at_the_prompt_exits_130(tmp_path: Path) -> None:
     child = spawn(tmp_path, h100x8())
-    child.expect("Install it now")
+    child.expect(r"Install torch \S+ now")
     child.kill(signal.SIGINT)
     child.expect(pexpect.EOF)
     child.close()

@@ -2,9 +2,10 @@
 
 1. doctor: what is wrong with this machine (errors first, each with its fix);
 2. plan: the build this machine should have, and why;
-3. install: the wizard (target, version, variant, packages, installer, confirmation), which
-   ends with the quick verification in the environment it installed into;
-   or, when the planned build is already there, 4. verify it.
+3. install: it says what installing the plan changes ("upgrade torch 2.13.0 → 2.14.1"), then
+   the wizard (target, version, build, packages, installer, confirmation), which ends with the
+   quick verification in the environment it installed into; declined, it offers to verify the
+   torch that is there. When the planned build is already there, it verifies it.
 
 Without a terminal there is nothing to ask: it prints the help instead.
 """
@@ -26,7 +27,6 @@ def run(ctx: typer.Context) -> None:
         )
         return
 
-    import questionary
     from rich.console import Console
     from rich.markup import escape
 
@@ -34,6 +34,7 @@ def run(ctx: typer.Context) -> None:
     from envsetup.detect import detect_profile
     from envsetup.diagnose import diagnose_machine
     from envsetup.errors import NoBuildError
+    from envsetup.install.wizard import change
     from envsetup.plan import Request
     from envsetup.render import SEVERITY_MARK, SEVERITY_STYLE, verdict
     from envsetup.resolve import resolve
@@ -91,12 +92,22 @@ def run(ctx: typer.Context) -> None:
         return
 
     console.rule("[bold]3/3 install and verify[/bold]")
-    go = questionary.confirm(
-        "Install it now? (the wizard lets you change each choice)"
-    ).unsafe_ask()
-    if go is None:
+    what = change(profile.torch.version, plan)  # "upgrade torch 2.13.0 → 2.14.1"
+    if _ask(f"{what[:1].upper()}{what[1:]} now? (the wizard lets you change each choice)"):
+        ctx.invoke(parent.get_command(ctx, "install"))  # type: ignore[arg-type]
+        return
+    if profile.torch.version and _ask(f"Verify torch {profile.torch.version} as it is?"):
+        console.print("nothing was changed; verifying what is there")
+        ctx.invoke(parent.get_command(ctx, "verify"), quick=True)  # type: ignore[arg-type]
+        return
+    console.print("nothing was changed; `envsetup install` runs the wizard any time")
+    raise typer.Exit(EXIT_FAIL if any(f.severity == "error" for f in findings) else 0)
+
+
+def _ask(question: str) -> bool:
+    import questionary
+
+    answer = questionary.confirm(question).unsafe_ask()
+    if answer is None:
         raise KeyboardInterrupt
-    if not go:
-        console.print("nothing was changed; `envsetup install` runs the wizard any time")
-        raise typer.Exit(EXIT_FAIL if any(f.severity == "error" for f in findings) else 0)
-    ctx.invoke(parent.get_command(ctx, "install"))  # type: ignore[arg-type]
+    return bool(answer)
