@@ -276,18 +276,8 @@ def _json_error(exc: EnvsetupError) -> None:
     sys.stdout.write(json.dumps({"ok": False, "error": exc.message, "code": exc.code}) + "\n")
 
 
-def _verify_instead(ctx: typer.Context, python: str) -> None:
-    """``envsetup verify --quick --python PYTHON``, from within another command."""
-    root = ctx.find_root()
-    assert isinstance(root.command, typer.core.TyperGroup)
-    command = root.command.get_command(root, "verify")
-    assert command is not None
-    ctx.invoke(command, python=python, quick=True)
-
-
 @app.command("install")
 def install(
-    ctx: typer.Context,
     packages: Optional[list[str]] = typer.Argument(  # noqa: B008
         None,
         help="packages to install with torch, resolved together (transformers 'peft>=0.10')",
@@ -494,7 +484,9 @@ def install(
             return
         if choice.action == "verify":
             sys.stderr.write("envsetup: nothing was changed; verifying what is there\n")
-            _verify_instead(ctx, choice.python or target or base)
+            from envsetup.commands import verify
+
+            verify.quick(choice.python or target or base)
             return
         plan, installer = choice.plan, choice.installer
         index_url, houses = choice.index_url, choice.find_links

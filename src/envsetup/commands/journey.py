@@ -30,6 +30,7 @@ def run(ctx: typer.Context) -> None:
     from rich.console import Console
     from rich.markup import escape
 
+    from envsetup.commands import verify
     from envsetup.compat import load_table
     from envsetup.detect import detect_profile
     from envsetup.diagnose import diagnose_machine
@@ -88,7 +89,7 @@ def run(ctx: typer.Context) -> None:
     if profile.torch.version == (plan.local_version or plan.torch):
         console.rule("[bold]3/3 verify[/bold]")
         console.print(f"torch {profile.torch.version} is already the planned build: verifying it")
-        ctx.invoke(parent.get_command(ctx, "verify"), quick=True)  # type: ignore[arg-type]
+        verify.quick(None)
         return
 
     console.rule("[bold]3/3 install and verify[/bold]")
@@ -98,7 +99,7 @@ def run(ctx: typer.Context) -> None:
         return
     if profile.torch.version and _ask(f"Verify torch {profile.torch.version} as it is?"):
         console.print("nothing was changed; verifying what is there")
-        ctx.invoke(parent.get_command(ctx, "verify"), quick=True)  # type: ignore[arg-type]
+        verify.quick(None)
         return
     console.print("nothing was changed; `envsetup install` runs the wizard any time")
     raise typer.Exit(EXIT_FAIL if any(f.severity == "error" for f in findings) else 0)

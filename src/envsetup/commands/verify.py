@@ -129,3 +129,10 @@ def _distributed(target: str, timeout: float, processes: Optional[int], as_json:
         console.print(f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, "
                       f"{counts['skip']} skipped in {report.seconds:.1f} s")  # fmt: skip
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
+
+
+def quick(python: Optional[str]) -> None:
+    """``envsetup verify --quick [--python PYTHON]``, for the commands that offer it (every
+    option given: typer's defaults are its own objects, not values, in a plain call)."""
+    verify(device="auto", python=python, quick=True, bench=False, as_json=False, plan_file=None,
+           distributed=False, timeout=180.0, processes=None)  # fmt: skip
