@@ -69,7 +69,12 @@ def _ask(question: Any) -> Any:
 
 
 def _columns() -> int:
-    return max(40, min(shutil.get_terminal_size((80, 24)).columns, 160))
+    """The terminal's width as the prompts draw it (the terminal's own, before $COLUMNS)."""
+    try:
+        width = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        width = shutil.get_terminal_size((80, 24)).columns
+    return max(40, min(width, 160))
 
 
 def fit(text: str, room: int) -> str:
@@ -252,14 +257,14 @@ def _interpreter(text: str) -> str:
         for cand in (p / "bin" / "python", p / "Scripts" / "python.exe", p / "python.exe"):
             if cand.is_file():
                 return str(cand.absolute())
-        raise ValueError(f"{text} has no bin/python: give a venv, a conda env or a python")
+        raise ValueError("no bin/python in that directory: give a venv, a conda env or a python")
     if not p.exists():
         found = shutil.which(text) if os.sep not in text else None
         if found:
             return found
-        raise ValueError(f"{text}: no such file or directory")
+        raise ValueError("no such file or directory")
     if not os.access(p, os.X_OK):
-        raise ValueError(f"{text} is not executable: give a venv, a conda env or a python")
+        raise ValueError("not executable: give a venv, a conda env or a python")
     return str(p.absolute())
 
 
@@ -296,19 +301,19 @@ def venv_path_problem(text: str) -> Optional[str]:
     p = Path(text.strip()).expanduser().absolute()
     if p.exists():
         if _is_venv(p):
-            return f"{text} is already a venv: pick “an existing venv” for it, or a new path"
+            return "already a venv: pick “an existing venv” for it, or give a new path"
         if not p.is_dir():
-            return f"{text} exists and is not a directory: give a new path"
+            return "exists and is not a directory: give a new path"
         if any(p.iterdir()):
-            return f"{text} is a directory with files in it: give a new path"
-        return None if os.access(p, os.W_OK) else f"{text} is not writable"
+            return "a directory with files in it: give a new path"
+        return None if os.access(p, os.W_OK) else "not writable: give a path you can write to"
     parent = p.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        return f"{parent} is a file: a venv cannot be made under it"
+        return f"{parent} is a file: give a path under a directory"
     if not os.access(parent, os.W_OK | os.X_OK):
-        return f"{parent} is not writable: a venv cannot be made there"
+        return f"{parent} is not writable: give a path you can write to"
     return None
 
 
@@ -338,8 +343,8 @@ class _Targets:
             try:
                 check_python(python, flag="")
                 info = self.inspect(python, None)
-            except EnvsetupError as exc:
-                return exc.message.strip()
+            except EnvsetupError as exc:  # " PATH: does not run as ...": the path is typed above
+                return exc.message.strip().removeprefix(f"{python}: ")
         else:
             try:
                 info = self.inspect(None, venv)
@@ -363,12 +368,10 @@ class _Targets:
             try:
                 python, venv = make(text)
             except ValueError as exc:
-                return str(exc)
-            if venv is not None:
-                problem = venv_path_problem(venv)
-                if problem:
-                    return problem
-            return self.check(python, venv) or True
+                return fit(str(exc), _columns() - 2)
+            problem = venv_path_problem(venv) if venv is not None else None
+            problem = problem or self.check(python, venv)
+            return fit(problem, _columns() - 2) if problem else True  # one line, never cut off
 
         return validate
 
@@ -400,7 +403,7 @@ def mirror(answer: str) -> tuple[Optional[str], tuple[str, ...]]:
         return check_index_url(text, "the mirror"), ()
     path = Path(text).expanduser()
     if not path.is_dir():
-        raise UsageError(f"{text}: not a URL and not a directory")
+        raise UsageError("not a URL and not a directory: give an index URL or a directory")
     if (path / "torch" / "index.html").is_file():
         return file_url(path), ()
     return None, (str(path.absolute()),)
@@ -412,7 +415,7 @@ def _mirror_ok(text: str) -> Union[bool, str]:
     try:
         mirror(text)
     except EnvsetupError as exc:
-        return exc.message
+        return fit(exc.message.removeprefix(f"the mirror {text.strip()!r} "), _columns() - 2)
     return True
 
 
