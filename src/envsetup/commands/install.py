@@ -223,8 +223,11 @@ def _confirm(
     outcome = do_install(stack.plan, opts, ui_mod.Ui())
     if outcome.already_installed:
         return True  # the install says so, and changes nothing
+    from envsetup.install.wizard import change, installed_torch
+
     sys.stdout.write("envsetup will run:\n" + "\n".join(_dry_run_lines(outcome)) + "\n")
-    return bool(typer.confirm("Go ahead?", default=False))
+    what = change(installed_torch(info), stack.plan)  # "upgrade torch 2.13.0 → 2.14.1"
+    return bool(typer.confirm(f"Go ahead: {what} and the packages?", default=False))
 
 
 def _check_source(
