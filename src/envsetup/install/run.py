@@ -539,8 +539,16 @@ class _Transaction:
         logs = _private_dir(root / "logs")
         snapshot.clean_stale(root, WORK_PREFIX)
         snapshot.clean_stale(Path(self.info.prefix), snapshot.SNAPSHOT_PREFIX)
-        self.log_path = logs / f"install-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        stem = f"install-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        for n in range(1, 1000):  # two installs in one second from one process: -2, -3, ...
+            self.log_path = logs / (f"{stem}.log" if n == 1 else f"{stem}-{n}.log")
+            try:
+                fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(f"{logs}: no free log name for {stem}")
         self.out.log = str(self.log_path)
         self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=root))
         self.guard_files = _GuardFiles(self.info, self.opts.guard)
