@@ -14,6 +14,7 @@ import pytest
 from packaging.version import Version
 
 from envsetup.compat import load_table
+from envsetup.diagnose.rules import toolkit_problems
 from envsetup.errors import NoBuildError, UsageError
 from envsetup.plan import Request
 from envsetup.profile import Profile
@@ -23,7 +24,6 @@ from envsetup.stack import (
     read_requirements,
     resolve_stack,
     target_env,
-    toolkit_problems,
 )
 from stackindex import CPU_MACHINE, FROZEN, RTX5090_MACHINE, StackIndex, build_indexes, newest_build
 

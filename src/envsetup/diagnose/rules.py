@@ -524,11 +524,27 @@ def guarded_build(p: Profile) -> list[Finding]:
     ]
 
 
+def toolkit_problems(torch_cuda: Optional[str], nvcc_version: Optional[str]) -> list[str]:
+    """What is wrong with the CUDA toolkit for compiling extensions against the installed torch
+    (doctor): no nvcc, or an nvcc of another CUDA major than torch's build."""
+    if not torch_cuda:
+        return []
+    major = torch_cuda.split(".")[0]
+    if not nvcc_version:
+        return [f"no nvcc found: extensions for this torch need nvcc from CUDA {major}.x"]
+    have = nvcc_version.split(".")[0]
+    if have != major:
+        return [
+            f"nvcc is CUDA {nvcc_version} but torch is built with CUDA {torch_cuda}: "
+            f"torch.utils.cpp_extension refuses a different CUDA major; install CUDA {major}.x "
+            "and point CUDA_HOME at it"
+        ]
+    return []
+
+
 @rule
 def extension_toolkit(p: Profile) -> list[Finding]:
     """Extensions compiled against torch (flash-attn, ...) need nvcc of torch's CUDA major."""
-    from envsetup.stack import toolkit_problems
-
     if p.torch.cuda is None:
         return []
     built = list(p.guard.builds) if p.guard is not None else []
