@@ -235,3 +235,55 @@ def test_doctor_rules_from_the_record() -> None:
                                  "packages": [{"name": "torch", "version": "2.4.1"}]}}  # fmt: skip
     (f,) = [f for f in diagnose(Profile.from_dict(swapped)) if f.code == "torch-replaced"]
     assert "torch 2.4.1 (recorded 2.4.1+cu121)" in f.message
+
+
+@pytest.mark.parametrize("where", ["my envs", 'Jörg\'s "envs"', "100% proj"])
+def test_the_guard_works_on_any_path_for_pip_and_says_how_to_guard_uv(
+    where: str,
+    tmp_path: Path,
+    index: StackIndex,
+    env: dict[str, str],
+    torch_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pip splits a configured constraint on whitespace and reads its files in the locale's
+    encoding: a venv under ``~/my envs/`` once made every later pip command in it fail."""
+    home = tmp_path / where
+    home.mkdir()
+    py = venv_with_torch(home, torch_env)
+    # the global constraint in effect lies under a path with a space too: it is kept, whole
+    cap = home / "global constraints.txt"
+    cap.write_text("libnp<0\n")
+    (tmp_path / "global.conf").write_text(f"[global]\nconstraint = {cap.as_uri()}\n")
+    write_guard(py, plan())
+    res = pip(py, "install", "-q", "--index-url", index.simple, "libge")
+    assert res.returncode == 0, res.stdout + res.stderr  # pip still works in the environment
+    res = pip(py, "install", "--index-url", index.simple, "torch==2.5.1")
+    assert res.returncode == 1 and LABEL in res.stdout + res.stderr  # and still refuses a swap
+    res = pip(py, "install", "--index-url", index.simple, "libnp")
+    assert res.returncode == 1 and "libnp<0" in res.stdout + res.stderr  # the cap still holds
+
+    from envsetup.detect import detect_profile
+
+    monkeypatch.delenv("UV_CONSTRAINT", raising=False)
+    prof = detect_profile(str(py))
+    assert prof.guard is not None and prof.guard.active is True
+    (f,) = [f for f in diagnose(prof) if f.code == "guard-pip-only"]
+    assert f.severity == "info" and "uv" in f.message and f.fix is not None
+    assert f.fix.startswith("export UV_CONSTRAINT=")
+    # the fix, as a shell would run it, makes uv refuse the swap too, and the note goes away
+    value = subprocess.run(
+        ["sh", "-c", f'{f.fix} && printf %s "$UV_CONSTRAINT"'], capture_output=True, text=True
+    ).stdout
+    assert value.split() == [value] and value.endswith(CONSTRAINTS_FILE)
+    uv = find_uv()
+    assert uv is not None
+    res = subprocess.run(
+        [uv, "pip", "install", "--python", str(py), "--index-url", index.simple, "torch==2.5.1"],
+        capture_output=True, text=True, env={**env, "UV_CONSTRAINT": value},
+    )  # fmt: skip
+    assert res.returncode != 0 and "torch" in res.stderr, res.stderr
+    monkeypatch.setenv("UV_CONSTRAINT", value)
+    assert "guard-pip-only" not in {f.code for f in diagnose(detect_profile(str(py)))}
+    assert remove_guard(py) is True
+    assert pip(py, "install", "-q", "--index-url", index.simple, "libge==1.0").returncode == 0

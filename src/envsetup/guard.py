@@ -33,12 +33,14 @@ import configparser
 import io
 import json
 import os
+import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from envsetup.detect.guard import pip_token
 from envsetup.errors import UsageError
 from envsetup.plan import Plan
 
@@ -138,7 +140,8 @@ def constraint_line(name: str, version: str) -> str:
 
 def other_constraints(python: str, prefix: Union[str, Path]) -> list[str]:
     """The constraint files pip's install uses in this environment, the guard's left out."""
-    return _effective_constraints(python, {str(Path(prefix) / CONSTRAINTS_FILE)})
+    ours = Path(prefix) / CONSTRAINTS_FILE
+    return _effective_constraints(python, {str(ours), pip_token(ours)})
 
 
 def pip_env_without_guard(python: str, prefix: Path) -> dict[str, str]:
@@ -148,7 +151,9 @@ def pip_env_without_guard(python: str, prefix: Path) -> dict[str, str]:
     set already wins over the configuration, guard included: it is left as it is."""
     if "PIP_CONSTRAINT" in os.environ:
         return {}
-    return {"PIP_CONSTRAINT": " ".join(other_constraints(python, prefix)) or " "}
+    return {
+        "PIP_CONSTRAINT": " ".join(pip_token(c) for c in other_constraints(python, prefix)) or " "
+    }
 
 
 def _effective_constraints(python: str, skip: set[str]) -> list[str]:
@@ -233,7 +238,7 @@ def write_guard(
         )
     )
     if keep is None:
-        keep = _effective_constraints(t.python, {str(constraints)})
+        keep = _effective_constraints(t.python, {str(constraints), pip_token(constraints)})
     from envsetup.index import mask
 
     index = mask(plan.index_url) if plan.index_url else None  # no credentials in the record
@@ -241,14 +246,16 @@ def write_guard(
         f"# Written by envsetup {__version__}: the torch build installed in {prefix}"
         f" (variant {plan.variant}, from {index or 'the default package index'}).",
         f"# pip refuses to replace it here: {conf_path} names this file ([install] constraint).",
-        f"# To change torch on purpose: envsetup install --python {t.python} --torch VERSION"
+        f"# To change torch on purpose: envsetup install --python {shlex.quote(t.python)}"
+        " --torch VERSION"
         " [--variant V]; to drop the guard, delete this file and that setting.",
     ]
     lines = [constraint_line(n, installed[n]) for n in FAMILY if n in installed]
     _atomic(constraints, "\n".join([*header, *lines]) + "\n")
     if not conf.has_section("install"):
         conf.add_section("install")
-    conf.set("install", "constraint", " ".join([str(constraints), *keep]))
+    words = [pip_token(constraints), *(pip_token(c) for c in keep)]
+    conf.set("install", "constraint", " ".join(words))
     _write_conf(conf_path, conf)
     guard = Guard(
         prefix=str(prefix),

@@ -214,6 +214,8 @@ class GuardRecord:
     index: Optional[str] = None
     builds: tuple[str, ...] = ()  # packages built from source against that torch
     active: Optional[bool] = None  # pip's site configuration still names the constraints
+    constraints: Optional[str] = None  # the constraints file the guard wrote
+    uv_constraint: Optional[bool] = None  # UV_CONSTRAINT names it (uv refuses swaps too)
     unknown: dict[str, str] = field(default_factory=dict)
 
 

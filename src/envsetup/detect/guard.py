@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from envsetup.profile import GuardRecord
 
@@ -58,5 +59,42 @@ def probe_guard(prefix: Optional[str]) -> Optional[GuardRecord]:
             value = parser.get("install", "constraint", fallback="")
         except (configparser.Error, OSError, UnicodeDecodeError) as exc:
             return replace(record, unknown={"active": str(exc)})
-        return replace(record, active=constraints in value.split())
+        uv = names_file(os.environ.get("UV_CONSTRAINT", ""), constraints)
+        active = names_file(value, constraints)
+        return replace(record, active=active, constraints=constraints, uv_constraint=uv)
     return record
+
+
+def names_file(value: str, path: str) -> bool:
+    """Whether a pip ``constraint`` value (whitespace-separated words) names ``path``, as a
+    path or as its ``file:`` URL (how envsetup.guard writes a path with spaces in it)."""
+    for word in value.split():
+        if word == path:
+            return True
+        if word.startswith("file:"):
+            from urllib.parse import urlsplit
+            from urllib.request import url2pathname
+
+            if Path(url2pathname(urlsplit(word).path)) == Path(path):
+                return True
+    return False
+
+
+def pip_token(path_or_url: Union[str, Path]) -> str:
+    """A constraint file as one word pip reads back whole, on every platform and path.
+
+    pip splits a configured ``constraint`` (and ``PIP_CONSTRAINT``) on whitespace, and reads its
+    configuration files in the locale's encoding: ``/home/a/my envs/p/c.txt`` becomes two files,
+    the first ``/home/a/my``, and every later pip command in the environment fails. A path that
+    is not plain ASCII without spaces or quotes is written as its ``file:`` URL instead
+    (``file:///home/a/my%20envs/p/c.txt``, ``file:///C:/Users/J%C3%B6rg/...``), which pip opens
+    as a local file. Plain paths stay as they are, so the common case reads as before.
+    """
+    text = str(path_or_url)
+    if text.isascii() and not any(c.isspace() or c in "'\"%" for c in text):
+        return text
+    if "://" in text:  # a URL already: quote what pip would split or mis-read
+        from urllib.parse import quote
+
+        return quote(text, safe=":/?&=@+,;~!$*()[]%")
+    return Path(text).absolute().as_uri()

@@ -524,6 +524,36 @@ def guarded_build(p: Profile) -> list[Finding]:
     ]
 
 
+@rule
+def guard_pip_only(p: Profile) -> list[Finding]:
+    """The guard stops pip; uv reads no configuration in an environment, so it is told apart."""
+    g = p.guard
+    if g is None or not g.active or g.uv_constraint is not False or not g.constraints:
+        return []
+    torch = g.packages.get("torch", "torch")
+    windows = p.system.os == "windows"
+    from envsetup.detect.guard import pip_token
+
+    value = pip_token(g.constraints)  # one word: uv splits UV_CONSTRAINT on spaces, as pip does
+    setting = (
+        f"$env:UV_CONSTRAINT = '{value}'"
+        if windows
+        else f"export UV_CONSTRAINT={shlex.quote(value)}"
+    )
+    return [
+        Finding(
+            "info",
+            "guard-pip-only",
+            f"torch {torch} is guarded for pip only: pip refuses to replace it in this "
+            "environment, but uv reads no configuration inside an environment, so a plain "
+            "'uv pip install torch==VERSION' would replace it. To guard uv as well, set "
+            "UV_CONSTRAINT to the guard's constraints file in the shell that runs uv (your "
+            "shell's profile, or the project's .envrc).",
+            setting,
+        )
+    ]
+
+
 def toolkit_problems(torch_cuda: Optional[str], nvcc_version: Optional[str]) -> list[str]:
     """What is wrong with the CUDA toolkit for compiling extensions against the installed torch
     (doctor): no nvcc, or an nvcc of another CUDA major than torch's build."""
