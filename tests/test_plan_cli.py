@@ -93,9 +93,16 @@ def test_plan_no_build_exit_4(a100: Path) -> None:
         ('{"python": {"version": 3.11}}', (), "python.version: expected a string"),
         ('{"gpu": []}', (), "gpu: unknown key"),
         (
-            '{"nvidia": {"driver_version": "new"}}',
+            '{"system": {"os": "linux", "arch": "x86_64"}, "python": {"version": "3.11.7"},'
+            ' "nvidia": {"driver_version": "new"}}',
             (),
             "driver_version 'new' is not a driver version",
+        ),
+        ("{}", (), "system.os, system.arch, python.version missing"),
+        (
+            '{"system": {"os": "linux", "arch": "x86_64"}, "nvidia": {"driver_version": "580"}}',
+            (),
+            "python.version missing",
         ),
         (json.dumps(A100), ("--torch", "two.four"), "unknown torch version spec 'two.four'"),
         (json.dumps(A100), ("--variant", "cuda"), "unknown variant 'cuda'"),
@@ -115,6 +122,8 @@ def test_plan_no_build_exit_4(a100: Path) -> None:
         "float-python",
         "unknown-key",
         "bad-driver",
+        "empty-object",
+        "no-python",
         "bad-spec",
         "bad-variant",
         "bad-index",

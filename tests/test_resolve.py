@@ -524,6 +524,24 @@ def test_no_fit(table: Table, profile: Profile, request_: Request, needle: str) 
     assert err.value.exit_code == 4
 
 
+@pytest.mark.parametrize(
+    ("profile", "true", "false"),
+    [
+        (machine(py="2.7.18", driver="570.124.06", ccs=("9.0",) * 8), "Python 2.7", "kernels"),
+        (machine(py="2.7.18", driver="570.124.06", ccs=("9.0",)), "Python 3.", "--variant cpu"),
+    ],
+    ids=["py2.7-8xh100-names-python-only", "py2.7-h100-no-cpu-build-offered"],
+)
+def test_a_refusal_names_only_the_true_reason(
+    table: Table, profile: Profile, true: str, false: str
+) -> None:
+    """Python 2.7 has no wheel at all: that is the reason, not the GPU every build serves, and a
+    CPU build (no wheel for Python 2.7 either) is no way out."""
+    with pytest.raises(NoBuildError) as err:
+        resolve(profile, Request(), table)
+    assert true in str(err.value) and false not in str(err.value), str(err.value)
+
+
 def test_refused_candidates_say_why(table: Table) -> None:
     plan = resolve(machine(driver="570.124.06", ccs=("12.0",)), Request(torch=">=2.11"), table)
     refused = {(c.torch, c.variant): c.reasons for c in plan.candidates if not c.accepted}

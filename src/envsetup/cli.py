@@ -110,8 +110,18 @@ class _PipeGuard:
         return getattr(self._real, name)
 
 
+def _closed_streams() -> None:
+    """A closed standard stream (``<&-`` under cron, CI or a service; pythonw on Windows) is
+    None in Python: it reads as empty and writes nowhere, as /dev/null would, so a command
+    behaves as with its empty equivalent rather than failing inside."""
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the console script and of ``python -m envsetup``."""
+    _closed_streams()
     if not isinstance(sys.stdout, _PipeGuard) and sys.stdout is not None:
         sys.stdout = _PipeGuard(sys.stdout)
     args = list(sys.argv[1:] if argv is None else argv)

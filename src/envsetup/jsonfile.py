@@ -28,11 +28,13 @@ def read_bytes(
     """The file's bytes, at most ``max_bytes``, read within ``deadline`` seconds."""
     import select
 
-    label = f"{what} {path}"
+    label = f"{what}{path}" if what.endswith("=") else f"{what} {path}"
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise UsageError(f"{label}: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"{label}: {exc.strerror or exc}; give the path of a readable file"
+        ) from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
@@ -51,7 +53,7 @@ def read_bytes(
         size = 0
         end = time.monotonic() + deadline
         while True:
-            if not regular:
+            if not regular and os.name != "nt":  # Windows' select takes sockets only
                 left = end - time.monotonic()
                 if left <= 0 or not select.select([fd], [], [], left)[0]:
                     raise UsageError(
@@ -110,4 +112,4 @@ def read(
     """Parse the JSON file at ``path``; ``what`` names where the path came from (a flag or a
     variable: ``--profile``, ``ENVSETUP_HW_REPLAY=``), for the one-line UsageError."""
     data = read_bytes(path, what, max_bytes=max_bytes, deadline=deadline)
-    return loads(data, f"{what} {path}", hint=hint)
+    return loads(data, f"{what}{path}" if what.endswith("=") else f"{what} {path}", hint=hint)

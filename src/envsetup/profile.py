@@ -219,6 +219,21 @@ class GuardRecord:
     unknown: dict[str, str] = field(default_factory=dict)
 
 
+REQUIRED = ("system.os", "system.arch", "python.version")  # what a plan for a machine rests on
+
+
+def missing_keys(data: Any) -> list[str]:
+    """The keys of :data:`REQUIRED` a profile's JSON lacks (their defaults describe no real
+    machine: a hand-written profile without its Python would be planned for 3.11.0)."""
+    out = []
+    for key in REQUIRED:
+        section, name = key.split(".")
+        part = data.get(section) if isinstance(data, dict) else None
+        if not isinstance(part, dict) or part.get(name) in (None, ""):
+            out.append(key)
+    return out
+
+
 @dataclass(frozen=True)
 class Profile:
     schema_version: int = SCHEMA_VERSION

@@ -191,6 +191,7 @@ class _Verdict:
     reasons: list[str] = field(default_factory=list)  # why refused (empty: accepted)
     groups: list[str] = field(default_factory=list)  # the same reasons, in words shared by many
     fixes: list[str] = field(default_factory=list)
+    fix_of: dict[str, list[str]] = field(default_factory=dict)  # a group -> fixes that lift it
     notes: list[str] = field(default_factory=list)  # why accepted, in words
     warnings: list[str] = field(default_factory=list)
     medium: list[str] = field(default_factory=list)  # the facts below high confidence it rests on
@@ -217,6 +218,7 @@ class _Verdict:
             self.companion_only = False
         if fix:
             self.fixes.append(fix)
+            self.fix_of.setdefault(group or reason, []).append(fix)
 
 
 @dataclass(frozen=True)
@@ -807,8 +809,12 @@ def _refusal(
         what += ", with " + " and ".join(with_)
     refused = sorted(refused, key=lambda v: v.patch.v, reverse=True)
     hard = [v for v in refused if not v.soft] or refused
-    reasons: list[str] = []
-    for v in hard:
+    # A reason every candidate shares (Python 2.7, a platform) is the one to name: no other
+    # change alone makes anything fit, so the others would mislead ("no kernels for sm_90" to
+    # a machine whose GPU every build serves). Otherwise every reason, nearest candidates first.
+    common = [g for g in hard[0].groups if all(g in v.groups for v in hard)] if hard else []
+    reasons: list[str] = list(common)
+    for v in [] if common else hard:
         for r in v.groups:
             if r not in reasons:
                 reasons.append(r)
@@ -819,7 +825,8 @@ def _refusal(
     arch_ccs: list[str] = []
     # Candidates refused for one reason only are the nearest to fitting: their fixes first.
     for v in sorted(hard, key=lambda v: (len(v.reasons), tuple(-x for x in v.patch.v.release))):
-        for f in v.fixes:
+        other = {f for g, fs in v.fix_of.items() if g not in common for f in fs} if common else ()
+        for f in [f for f in v.fixes if f not in other]:
             if f.startswith("arch:"):
                 cc = f[5:]
                 if cc not in arch_ccs:
@@ -840,7 +847,7 @@ def _refusal(
         older = _older_fit(profile, req, table)
         if older:
             fixes.insert(0, older)
-    if variant == "auto" and m.nvidia:
+    if variant == "auto" and m.nvidia and not common:
         fixes.append("or plan a CPU build with --variant cpu")
     msg = f"no torch build fits {m.platform}, Python {m.python_full} ({what}): " + "; ".join(
         reasons[:3]

@@ -23,7 +23,7 @@ def load_profile(path: Path) -> Any:
     """Read a Profile from ``doctor --json`` output or a hand-written file; one-line errors."""
     from envsetup import jsonfile
     from envsetup.errors import UsageError
-    from envsetup.profile import Profile
+    from envsetup.profile import REQUIRED, Profile, missing_keys
 
     data = jsonfile.read(
         str(path),
@@ -34,9 +34,16 @@ def load_profile(path: Path) -> Any:
     if isinstance(data, dict) and isinstance(data.get("profile"), dict):
         data = data["profile"]  # doctor --json may wrap the profile beside its findings
     try:
-        return Profile.from_dict(data)
+        prof = Profile.from_dict(data)
     except ValueError as exc:
         raise UsageError(f"--profile {path}: {exc}") from None
+    missing = missing_keys(data)
+    if missing:
+        raise UsageError(
+            f"--profile {path}: {', '.join(missing)} missing: a profile names at least "
+            f"{', '.join(REQUIRED)} (make one with envsetup doctor --json on that machine)"
+        )
+    return prof
 
 
 def this_machine(python: Optional[str]) -> Any:

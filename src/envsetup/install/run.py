@@ -46,6 +46,8 @@ from envsetup.install import target as tgt
 from envsetup.install.backends import Backend, Context, Step, Where
 from envsetup.install.signals import Guard, Interrupted
 from envsetup.install.ui import Ui
+from envsetup.paths import cache_dir
+from envsetup.paths import private_dir as _private_dir
 from envsetup.plan import Plan
 
 if TYPE_CHECKING:
@@ -155,19 +157,6 @@ class Outcome:
             "stack": json.loads(m(self.stack.to_json(indent=None))) if self.stack else None,
             "guard": self.guard.to_dict() if self.guard else None,
         }
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "envsetup"
-
-
-def _private_dir(path: Path) -> Path:
-    """A directory only its owner can read (install logs may name private mirrors)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path
 
 
 class _SafeUi(Ui):

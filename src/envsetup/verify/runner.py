@@ -46,8 +46,9 @@ def script_source() -> str:
 
 
 def cache_root(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "envsetup" / "inductor"
+    from envsetup.paths import cache_dir
+
+    return cache_dir(env) / "inductor"
 
 
 def inductor_cache(python: str, env: Mapping[str, str]) -> tuple[str, bool]:
