@@ -173,6 +173,23 @@ def test_no_network_is_one_line_and_exit_1(table: Path) -> None:
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
+@pytest.mark.timeout(60)
+def test_an_unreachable_pytorch_index_fails_before_the_metadata_reads(index: ReplayIndex) -> None:
+    """The package index answers, the PyTorch index does not (a machine that reaches only the
+    package registry): one line, before the package index's hundreds of metadata reads."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run_cli(
+        "compat", "refresh", "--index-url", index.package_url,
+        "--index-base", f"http://127.0.0.1:{port}/whl", "--check",
+    )  # fmt: skip
+    assert r.returncode == 1, r
+    assert r.stderr.startswith(f"envsetup: cannot read the index http://127.0.0.1:{port}/whl/")
+    assert r.stderr.count("\n") == 1
+    assert not [p for p in index.requests if p.startswith("/files/")], index.requests
+
+
 def test_write_and_check_together_is_a_usage_error() -> None:
     r = run_cli("compat", "refresh", "--write", "--check")
     assert r.returncode == 2 and "--write and --check" in r.stderr, r

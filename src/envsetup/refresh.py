@@ -303,22 +303,27 @@ def read_listings(
     *,
     metadata: bool = True,
 ) -> Listings:
-    """Read the listings (and the metadata refresh needs) from the two indexes."""
+    """Read the listings (and the metadata refresh needs) from the two indexes.
+
+    Each index answers one listing before the long part (the package index's metadata, some
+    hundred reads) begins, so an index that cannot be reached fails in a second or two, not
+    after the other one's minute of reads."""
     package: dict[str, list[File]] = {}
     meta: dict[str, Optional[str]] = {}
+    pt: Optional[dict[str, dict[str, Optional[list[File]]]]] = None
     with Index(package_index) as idx:
-        for p in PROJECTS:
+        package[PROJECTS[0]] = idx.files(PROJECTS[0]) or []
+        if pytorch_index is not None:
+            pt = {}
+            base = pytorch_index.rstrip("/")
+            for v in sorted(set(variants)):
+                with Index(f"{base}/{v}") as vi:
+                    pt[v] = {p: vi.files(p) for p in PROJECTS}
+        for p in PROJECTS[1:]:
             package[p] = idx.files(p) or []
         if metadata:
             for f in wanted_metadata(package):
                 meta[f.filename] = idx.metadata(f, from_wheel=True)
-    pt: Optional[dict[str, dict[str, Optional[list[File]]]]] = None
-    if pytorch_index is not None:
-        pt = {}
-        base = pytorch_index.rstrip("/")
-        for v in sorted(set(variants)):
-            with Index(f"{base}/{v}") as vi:
-                pt[v] = {p: vi.files(p) for p in PROJECTS}
     return Listings(package, meta, pt, package_index, pytorch_index)
 
 
