@@ -218,7 +218,7 @@ def test_markdown_and_text(fleet200: Any) -> None:
     assert "200 node(s) in 37 group(s)" in text.stdout and text.returncode == 1
 
 
-MUTANTS: list[Any] = [None, 0, 1, 1.5, True, "x", [], {}, ["x"], {"k": 1}]
+MUTANTS: list[Any] = [None, 0, 1, -1, 1 << 60, 1.5, True, "x", [], {}, ["x"], {"k": 1}]
 
 
 def _paths(obj: Any, path: tuple[Any, ...] = ()) -> Any:

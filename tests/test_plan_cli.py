@@ -100,6 +100,12 @@ def test_plan_no_build_exit_4(a100: Path) -> None:
         ),
         ("{}", (), "system.os, system.arch, python.version missing"),
         (
+            '{"system": {"os": "linux", "arch": "x86_64"}, "python": {"version": "3.11.7",'
+            ' "bits": -64}}',
+            (),
+            "python.bits: -64 is out of range",
+        ),
+        (
             '{"system": {"os": "linux", "arch": "x86_64"}, "nvidia": {"driver_version": "580"}}',
             (),
             "python.version missing",
@@ -123,6 +129,7 @@ def test_plan_no_build_exit_4(a100: Path) -> None:
         "unknown-key",
         "bad-driver",
         "empty-object",
+        "negative-int",
         "no-python",
         "bad-spec",
         "bad-variant",

@@ -334,6 +334,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{path}: expected an integer")
+        if not 0 <= value < 1 << 53:  # every integer of a profile is a count, size or index
+            raise ValueError(f"{path}: {value} is out of range (a count or size, 0 or more)")
         return value
     if tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):

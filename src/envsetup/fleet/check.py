@@ -29,7 +29,7 @@ def _is_bool(v: Any) -> bool:
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _INT_END
 
 
 def _is_any(v: Any) -> bool:
@@ -63,6 +63,7 @@ def _compile(tp: Any) -> Check:
 # How a field is checked, inline in the dataclass's loop (a call per field costs more than the
 # test itself): a plain type, the same or null, or a compiled check for anything else.
 _STR, _OPT_STR, _BOOL, _INT, _OPT_INT, _CALL = range(6)
+_INT_END = 1 << 53  # profile.from_dict: every integer is a count, size or index
 
 
 def _kind(tp: Any) -> tuple[int, Check]:
@@ -106,10 +107,10 @@ def _dataclass_check(cls: type) -> Check:
                 if t is not bool:
                     return False
             elif kind == _INT:
-                if t is not int:
+                if t is not int or not 0 <= value < _INT_END:
                     return False
             elif kind == _OPT_INT:
-                if value is not None and t is not int:
+                if value is not None and (t is not int or not 0 <= value < _INT_END):
                     return False
             elif not spec[1](value):
                 return False
