@@ -79,3 +79,16 @@ def test_a_relative_cache_location_is_ignored_as_the_xdg_spec_says(tmp_path: Pat
 
     assert cache_dir({"XDG_CACHE_HOME": "rel/dir", "HOME": str(tmp_path)}).is_absolute()
     assert cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "envsetup"
+
+
+@pytest.mark.parametrize("command", ["doctor", "verify"])
+def test_an_output_that_cannot_encode_the_marks_still_gets_the_report(
+    command: str, torch_venv: Path
+) -> None:
+    """PYTHONIOENCODING=ascii, or a Windows code page when output is redirected: the marks
+    (✓, ·, →) become '?' instead of an internal error."""
+    args = ["--quick", "--device", "cpu"] if command == "verify" else []
+    r = closed_stdin(command, "--python", str(torch_venv), *args,
+                     env={"PYTHONIOENCODING": "ascii"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "internal error" not in r.stderr and r.stdout.isascii() and r.stdout.strip()

@@ -6,6 +6,7 @@ modules import only typer and the standard library at the top, so start-up stays
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any, Optional
@@ -117,6 +118,11 @@ def _closed_streams() -> None:
     for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115
+        elif mode == "w" and hasattr(getattr(sys, name), "reconfigure"):
+            # an output that cannot encode a mark (PYTHONIOENCODING=ascii, a Windows code page
+            # when redirected) shows '?' for it instead of failing the command
+            with contextlib.suppress(ValueError, OSError):
+                getattr(sys, name).reconfigure(errors="replace")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -125,7 +131,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     if not isinstance(sys.stdout, _PipeGuard) and sys.stdout is not None:
         sys.stdout = _PipeGuard(sys.stdout)
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or bool(os.environ.get("ENVSETUP_DEBUG"))
+    flag = os.environ.get("ENVSETUP_DEBUG", "").strip().lower()
+    debug = "--debug" in args or flag not in ("", "0", "false", "no", "off")
     args = [a for a in args if a != "--debug"]
     _register()
     command = typer.main.get_command(app)
