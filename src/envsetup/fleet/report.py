@@ -272,4 +272,12 @@ def build_report(
     return Report(out, unreadable, differs, same)
 
 
-__all__ = ["DIMENSIONS", "HOLD", "GroupReport", "Report", "build_report", "install_hint", "write_plans"]
+__all__ = [
+    "DIMENSIONS",
+    "HOLD",
+    "GroupReport",
+    "Report",
+    "build_report",
+    "install_hint",
+    "write_plans",
+]

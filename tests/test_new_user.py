@@ -1,5 +1,6 @@
-"""`envsetup plan` on narrow terminals: a URL is never cut to "…" (the table folds it, a bullet
-keeps it whole on a line of its own), so the index can be read and pasted at any width."""
+"""Things a new user meets, through the real CLI: a URL is never cut to "…" on a narrow terminal
+(plan's table folds it, a bullet keeps it whole on a line of its own); a Jetson's refusal says
+where its torch comes from."""
 
 from __future__ import annotations
 
@@ -49,3 +50,32 @@ def test_the_index_url_is_whole_at_any_width(columns: str, tmp_path: Path) -> No
     assert any(ln.split()[-1:] == [url] for ln in r.stdout.splitlines()), r.stdout
     if columns == "80":
         assert f"index              {url}" in r.stdout  # fits: on the row's line
+
+
+@pytest.mark.parametrize(
+    ("name", "cc", "python", "driver"),
+    [("Orin (nvgpu)", "8.7", "3.10.12", "540.4.0"), ("Xavier", "7.2", "3.8.10", "35.4.1")],
+)
+def test_a_jetson_is_pointed_to_nvidias_jetpack_wheels(
+    name: str, cc: str, python: str, driver: str, tmp_path: Path
+) -> None:
+    from envsetup.resolve import JETSON_WHEELS
+
+    p = tmp_path / "jetson.json"
+    p.write_text(json.dumps({
+        "system": {"os": "linux", "arch": "aarch64"}, "python": {"version": python},
+        "nvidia": {"driver_version": driver,
+                   "gpus": [{"index": 0, "name": name, "compute_capability": cc}]},
+    }))  # fmt: skip
+    r = run_cli("plan", "--profile", str(p))
+    assert r.returncode == 4 and r.stderr.count("\n") == 1, r
+    fix = r.stderr.split("To make it fit: ")[1]
+    sm = "sm_" + cc.replace(".", "")
+    assert fix.startswith(f"GPU 0 ({name}, {sm}) is a Jetson's"), fix  # the first fix
+    assert f"JetPack release ({JETSON_WHEELS})" in fix
+    assert JETSON_WHEELS.startswith("https://docs.nvidia.com/")
+    # the same GPU on x86_64 (not a Jetson) or a server GPU on aarch64: no such pointer
+    other = json.loads(p.read_text())
+    other["system"]["arch"] = "x86_64"
+    p.write_text(json.dumps(other))
+    assert "Jetson" not in run_cli("plan", "--profile", str(p)).stderr
