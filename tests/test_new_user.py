@@ -79,3 +79,35 @@ def test_a_jetson_is_pointed_to_nvidias_jetpack_wheels(
     other["system"]["arch"] = "x86_64"
     p.write_text(json.dumps(other))
     assert "Jetson" not in run_cli("plan", "--profile", str(p)).stderr
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("installer", ["pip", "uv"])
+def test_a_wheelhouse_without_torchs_dependencies_says_how_to_fill_it(
+    installer: str, tmp_path: Path
+) -> None:
+    """--find-links DIR holding torch but not what it requires: the installer's "no matching
+    distribution for filelock" comes with the pip download that fills DIR (the plan's pins, from
+    the plan's index, by the target's own pip), and the environment is as it was."""
+    from conftest import make_venv
+    from indexserver import torch_wheel
+    from test_install import envsetup, freeze, hermetic_env, make_plan, write_plan
+
+    house = tmp_path / "wheels"
+    torch_wheel(house, "2.4.1+cu121", "12.1", requires=["filelock"])
+    index = "https://download.pytorch.org/whl/cu121"  # named in the hint, never read
+    plan = write_plan(tmp_path, make_plan(vision=None, index_url=index))
+    py = make_venv(tmp_path / "venv")
+    before = freeze(py)
+    cp = envsetup("install", "--yes", "--no-verify", "--plan-file", plan, "--python", str(py),
+                  "--installer", installer, "--find-links", str(house),
+                  env=hermetic_env(tmp_path))  # fmt: skip
+    error = cp.stderr.splitlines()[-1]  # after the progress lines
+    assert cp.returncode == 1 and error.startswith("envsetup: install failed ("), cp.stderr
+    hint = f"the wheelhouse {house} lacks filelock (a dependency of the plan): fill it with "
+    assert hint in error, error
+    command = error.split(hint)[1].split(");")[0]
+    assert command == (
+        f"{py} -m pip download torch==2.4.1+cu121 -d {house} --index-url {index}"
+    ), command
+    assert freeze(py) == before

@@ -608,9 +608,10 @@ class _Transaction:
         return child.wait()
 
     def _why(self, rc: int) -> str:
-        return _tail(self.log_path) or (
+        why = _tail(self.log_path) or (
             f"the installer was killed (signal {-rc})" if rc < 0 else f"exit {rc}"
         )
+        return srcmod.wheelhouse_hint(why, self.sources, self.plan, self.info.python)
 
     # -- the steps
 
