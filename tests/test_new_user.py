@@ -107,7 +107,7 @@ def test_a_wheelhouse_without_torchs_dependencies_says_how_to_fill_it(
     hint = f"the wheelhouse {house} lacks filelock (a dependency of the plan): fill it with "
     assert hint in error, error
     command = error.split(hint)[1].split(");")[0]
-    assert command == (
-        f"{py} -m pip download torch==2.4.1+cu121 -d {house} --index-url {index}"
-    ), command
+    assert command == (f"{py} -m pip download torch==2.4.1+cu121 -d {house} --index-url {index}"), (
+        command
+    )
     assert freeze(py) == before
