@@ -301,7 +301,7 @@ def install_command(
     --plan-file), --forks hosts at a time, stopping after the first batch with a failure."""
     from envsetup.errors import EXIT_FAIL, UsageError
     from envsetup.fleet import ansible
-    from envsetup.fleet.report import build_report
+    from envsetup.fleet.report import build_report, install_hint
 
     request = _request(torch, variant, vision, audio, index_base)
     if index_url is not None:
@@ -339,6 +339,8 @@ def install_command(
         assert g.plan is not None
         path = work / "plans" / f"{g.id}.json"
         path.write_text(json.dumps({"plan": g.plan.to_dict()}, indent=2), encoding="utf-8")
+        if g.install == "ready":  # the report shown below names the file just written
+            g.install_note = install_hint(g.id, str(path))
         for h in g.nodes:
             plans[h] = str(path)
             host_group[h] = g.id
