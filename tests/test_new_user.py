@@ -82,23 +82,26 @@ def test_a_jetson_is_pointed_to_nvidias_jetpack_wheels(
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("installer", ["pip", "uv"])
+@pytest.mark.parametrize(("installer", "with_pip"), [("pip", True), ("uv", True), ("uv", False)])
 def test_a_wheelhouse_without_torchs_dependencies_says_how_to_fill_it(
-    installer: str, tmp_path: Path
+    installer: str, with_pip: bool, tmp_path: Path
 ) -> None:
     """--find-links DIR holding torch but not what it requires: the installer's "no matching
     distribution for filelock" comes with the pip download that fills DIR (the plan's pins, from
-    the plan's index, by the target's own pip), and the environment is as it was."""
+    the plan's index, by the target's own pip; a target without pip: any pip, told its Python),
+    and the environment is as it was."""
+    import sys
+
     from conftest import make_venv
     from indexserver import torch_wheel
-    from test_install import envsetup, freeze, hermetic_env, make_plan, write_plan
+    from test_install import envsetup, hermetic_env, make_plan, write_plan
 
     house = tmp_path / "wheels"
     torch_wheel(house, "2.4.1+cu121", "12.1", requires=["filelock"])
     index = "https://download.pytorch.org/whl/cu121"  # named in the hint, never read
     plan = write_plan(tmp_path, make_plan(vision=None, index_url=index))
-    py = make_venv(tmp_path / "venv")
-    before = freeze(py)
+    py = make_venv(tmp_path / "venv", pip=with_pip)
+    before = sorted(p.name for p in (tmp_path / "venv").rglob("*"))
     cp = envsetup("install", "--yes", "--no-verify", "--plan-file", plan, "--python", str(py),
                   "--installer", installer, "--find-links", str(house),
                   env=hermetic_env(tmp_path))  # fmt: skip
@@ -107,7 +110,10 @@ def test_a_wheelhouse_without_torchs_dependencies_says_how_to_fill_it(
     hint = f"the wheelhouse {house} lacks filelock (a dependency of the plan): fill it with "
     assert hint in error, error
     command = error.split(hint)[1].split(");")[0]
-    assert command == (f"{py} -m pip download torch==2.4.1+cu121 -d {house} --index-url {index}"), (
-        command
-    )
-    assert freeze(py) == before
+    download = f"download torch==2.4.1+cu121 -d {house} --index-url {index}"
+    if with_pip:
+        assert command == f"{py} -m pip {download}", command
+    else:
+        minor = "{}.{}".format(*sys.version_info[:2])
+        assert command == f"pip {download} --python-version {minor} --only-binary=:all:", command
+    assert sorted(p.name for p in (tmp_path / "venv").rglob("*")) == before

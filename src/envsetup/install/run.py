@@ -611,7 +611,8 @@ class _Transaction:
         why = _tail(self.log_path) or (
             f"the installer was killed (signal {-rc})" if rc < 0 else f"exit {rc}"
         )
-        return srcmod.wheelhouse_hint(why, self.sources, self.plan, self.info.python)
+        info = self.info
+        return srcmod.wheelhouse_hint(why, self.sources, self.plan, info.python, info.has_pip)
 
     # -- the steps
 

@@ -163,11 +163,14 @@ _MISSING = re.compile(
 )
 
 
-def wheelhouse_hint(why: str, sources: Sources, plan: Plan, python: str) -> str:
+def wheelhouse_hint(
+    why: str, sources: Sources, plan: Plan, python: str, has_pip: bool = True
+) -> str:
     """``why`` (an installer's failure) with how to fill the wheelhouse, when the install read
     one (--find-links) and the installer found a distribution missing: the ``pip download`` of
     the plan's pins and their dependencies, from the index the pins come from, for the target's
-    Python (its own pip picks the right wheels)."""
+    Python (its own pip picks the right wheels; a target without pip: any pip, told the
+    target's Python version)."""
     houses = wheelhouses(sources.rest) or wheelhouses(sources.torch)
     found = _MISSING.search(why)
     if not houses or found is None:
@@ -175,9 +178,12 @@ def wheelhouse_hint(why: str, sources: Sources, plan: Plan, python: str) -> str:
     from envsetup.install.backends._base import requirements
 
     index = next(iter(indexes(sources.torch)), None) or plan.index_url
-    argv = [python, "-m", "pip", "download", *requirements(plan), "-d", houses[0]]
+    argv = [python, "-m", "pip"] if has_pip else ["pip"]
+    argv += ["download", *requirements(plan), "-d", houses[0]]
     if index:
         argv += ["--index-url", index]
+    if not has_pip:
+        argv += ["--python-version", plan.python.rstrip("t"), "--only-binary=:all:"]
     missing = found.group(1) or found.group(2)
     return (
         f"{why}; the wheelhouse {houses[0]} lacks {missing} (a dependency of the plan): fill it "
