@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -216,6 +218,94 @@ def test_markdown_and_text(fleet200: Any) -> None:
     assert len(rows) == 37
     text = run_cli("fleet", "report", str(d))
     assert "200 node(s) in 37 group(s)" in text.stdout and text.returncode == 1
+
+
+def _plan_words(g: dict[str, Any]) -> str:
+    return f"{' '.join(g['plan']['requirements'])} ({g['plan']['variant']})"
+
+
+@pytest.mark.parametrize(("count", "columns"), [(5, 80), (37, 80), (5, 200)])
+def test_every_plan_reads_whole(count: int, columns: int, tmp_path: Path) -> None:
+    """The plan column once cut every plan to torch==… at 80 columns. Now each plan is whole,
+    always on its group's own line, and in the table where it fits; what differs is in the
+    table while it fits, else on each group's own lines; no cell is cut to "…"."""
+    write_fleet(tmp_path, distinct_machines(count), 2 * count)
+    doc = run_cli("fleet", "report", str(tmp_path), "--json").json()
+    text = run_cli("fleet", "report", str(tmp_path), env={"COLUMNS": str(columns)}).stdout
+    lines = text.splitlines()
+    table = [ln for ln in lines if ln[:1] in "┏┃┡│└"]
+    assert table and max(len(ln) for ln in table) <= columns, text  # nothing cropped
+    assert not re.search(r"\S…", text), text  # no cell ends in an ellipsis
+    header = [c.strip() for c in table[1].strip("┃").split("┃")]
+    # 200 columns: what differs and the plans; 80: what differs (5 kinds) or the plans (37)
+    assert ("plan" in header) == (columns == 200 or count == 37), header
+    assert (len(header) > 4) == (count == 5), header
+    rows = _rows(table)
+    for g in doc["groups"]:
+        row = rows[g["id"]]
+        if g["plan"] is not None:
+            assert f"  plan: {_plan_words(g)} from {g['plan']['index_url']}" in lines
+        if "plan" in header:
+            assert _bare(_plan_words(g) if g["plan"] else "no build fits") in row[-1], row
+        for dim in doc["differs"]:  # whole, in its cell (folded or wrapped) or below
+            want = _bare(g["machine"][dim])
+            assert want in row or want in _bare(text), (dim, g["id"], row)
+
+
+def _bare(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def _rows(table: list[str]) -> dict[str, list[str]]:
+    """Each row of a drawn table: its cells' text, the lines of each cell joined."""
+    rows: dict[str, list[str]] = {}
+    cur: list[str] = []
+    for ln in table:
+        if not ln.startswith("│"):
+            continue
+        cells = [_bare(c) for c in ln.strip("│").split("│")]
+        if cells[0]:
+            cur = rows[cells[0]] = cells
+        else:
+            cur[:] = [a + b for a, b in zip(cur, cells)]
+    return rows
+
+
+def test_plans_are_written_where_asked_and_install_takes_them(
+    torch_venv: Path, tmp_path: Path
+) -> None:
+    """fleet report --plans DIR writes each group's plan; the install line it prints names the
+    real file, and envsetup install --plan-file takes it. Without --plans nothing is written."""
+    doctor = run_cli("doctor", "--json", "--python", str(torch_venv))
+    assert doctor.returncode in (0, 1), doctor
+    nodes = tmp_path / "profiles"
+    nodes.mkdir()
+    (nodes / "me.json").write_text(doctor.stdout)
+    plain = run_cli("fleet", "report", str(nodes), cwd=tmp_path)
+    assert "--plans PLANS" in plain.stdout and sorted(tmp_path.iterdir()) == [nodes]
+    plans = tmp_path / "my plans"
+    res = run_cli("fleet", "report", str(nodes), "--plans", str(plans), env={"COLUMNS": "200"})
+    assert res.returncode == 0, res
+    written = plans / "g1.json"
+    assert sorted(plans.iterdir()) == [written]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("  install: ready: "))
+    command = shlex.split(line.removeprefix("  install: ready: "))
+    assert command == ["envsetup", "install", "--yes", "--plan-file", str(written)], line
+    doc = run_cli("fleet", "report", str(nodes), "--plans", str(plans), "--json").json()
+    assert doc["plans"] == {"g1": str(written)}
+    assert doc["groups"][0]["install_note"] == line.removeprefix("  install: ready: ")
+    # the command as printed, on the node (here: a dry run into the node's own venv)
+    install = run_cli(*command[1:], "--dry-run", "--python", str(torch_venv),
+                      env={"PIP_CONFIG_FILE": os.devnull})  # fmt: skip
+    assert install.returncode == 0, install
+    want = doc["groups"][0]["plan"]["local_version"]
+    assert f"torch=={want}" in install.stdout, install
+    # a directory that cannot be made is the user's error, in one line
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    bad = run_cli("fleet", "report", str(nodes), "--plans", str(blocker / "sub"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad
+    assert bad.stderr.startswith(f"envsetup: --plans {blocker / 'sub'}: "), bad
 
 
 MUTANTS: list[Any] = [None, 0, 1, -1, 1 << 60, 1.5, True, "x", [], {}, ["x"], {"k": 1}]

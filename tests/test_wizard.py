@@ -299,6 +299,47 @@ def test_a_bad_target_is_asked_again_with_its_reason(tmp_path: Path) -> None:
     assert not (here / "fresh").exists() and not (here / ".venv-torch").exists()
 
 
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("typed", ["abs", "home", "relative"])
+def test_a_typed_new_venv_path_is_the_path(typed: str, tmp_path: Path) -> None:
+    """An absolute path typed for a new venv is that path (it once went on after the default
+    text: .venv/tmp/x/newvenv); ``~`` is the home directory; a relative one is under the
+    current directory."""
+    here = tmp_path / "project"
+    here.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    answer, want = {
+        "abs": (str(tmp_path / "x" / "newvenv"), tmp_path / "x" / "newvenv"),
+        "home": ("~/envs/newvenv", home / "envs" / "newvenv"),
+        "relative": ("sub/newvenv", here / "sub" / "newvenv"),
+    }[typed]
+    root = tmp_path / "idx"
+    root.mkdir()
+    with IndexServer(root) as server:
+        env = dict(wizard_env(tmp_path, cpu_only(), server.url), HOME=str(home))
+        w = Wizard(["--dry-run"], env, cwd=here)
+        where = w.menu("Install into which environment?")
+        w.pick(enabled(where), "a new venv at a path…")
+        w.drawn("Path of the new venv:")
+        w.send(answer + "\r")  # typed as a user types it, over the suggested path
+        versions = w.menu("torch version:")
+        serve(root, versions[0].split()[0], "cpu")
+        w.send("\r")
+        builds = enabled(w.menu("Build:"))
+        w.pick(builds, next(b for b in builds if b.startswith("cpu")))
+        for prompt in ("Also install", "Installer"):
+            w.expect(prompt)
+            w.send("\r")
+        w.expect(r"Go ahead: install torch")
+        w.send("y")
+        assert w.end() == 0, w.seen
+    run = w.seen.split("envsetup will run:")[-1]
+    assert f"-m venv {want}" in run.replace("'", ""), run
+    assert ".venv" not in run, run
+    assert not want.exists()  # --dry-run
+
+
 @pytest.mark.timeout(120)
 def test_an_unreachable_mirror_is_asked_again(tmp_path: Path) -> None:
     with socket.socket() as s:

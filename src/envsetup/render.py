@@ -234,7 +234,7 @@ def print_report(profile: Profile, findings: list[Finding], file: IO[str] = sys.
     console = Console(file=file, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
+    grid.add_column(overflow="fold")  # a long path is folded, never cut to "…"
     for name, rows in summary_rows(profile):
         grid.add_row(name, escape("\n".join(r for r in rows if r)))
     console.print(grid)
@@ -303,15 +303,17 @@ def escape_markup(text: str) -> str:
 
 
 def _bullets(con: Any, mark: str, lines: Any) -> None:
-    """Each line as a bullet, wrapped to the console with a hanging indent."""
+    """Each line as a bullet, wrapped to the console with a hanging indent; a word longer than
+    the line (a URL) stays whole on a line of its own."""
     import textwrap
 
     width = max(40, con.width)
     for line in lines:
         text = textwrap.fill(
-            str(line), width=width, initial_indent=f"  {mark} ", subsequent_indent="    "
-        )
-        con.print(text, highlight=False, markup=False)
+            str(line), width=width, initial_indent=f"  {mark} ", subsequent_indent="    ",
+            break_long_words=False, break_on_hyphens=False,
+        )  # fmt: skip
+        con.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_plan(plan: Any, commands: dict[str, list[list[str]]], stack: Any = None) -> None:
@@ -323,8 +325,8 @@ def print_plan(plan: Any, commands: dict[str, list[list[str]]], stack: Any = Non
 
     con = console()
     t = Table(title="Plan", show_header=False, box=None)
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")  # a URL too long for the line is folded, never cut to "…"
     t.add_row("install", " ".join(plan.requirements()))
     t.add_row("variant", plan.variant)
     t.add_row("index", plan.index_url or "the installer's default package index")

@@ -847,6 +847,9 @@ def _refusal(
         older = _older_fit(profile, req, table)
         if older:
             fixes.insert(0, older)
+    jetson = _jetson(m)
+    if jetson:
+        fixes.insert(0, jetson)
     if variant == "auto" and m.nvidia and not common:
         fixes.append("or plan a CPU build with --variant cpu")
     msg = f"no torch build fits {m.platform}, Python {m.python_full} ({what}): " + "; ".join(
@@ -855,6 +858,32 @@ def _refusal(
     if fixes:
         msg += ". To make it fit: " + "; ".join(fixes[:4])
     return msg
+
+
+# NVIDIA's page "Installing PyTorch for Jetson Platform" (the JetPack wheels, by JetPack
+# release); the address as NVIDIA's own docs and PyTorch's Torch-TensorRT JetPack guide
+# (pytorch.org/TensorRT, getting_started/jetpack) give it.
+JETSON_WHEELS = (
+    "https://docs.nvidia.com/deeplearning/frameworks/install-pytorch-jetson-platform/index.html"
+)
+
+
+def _jetson(m: _Machine) -> Optional[str]:
+    """A Jetson (Linux aarch64 with a Tegra GPU: Xavier sm_72, Orin sm_87, ...): the PyTorch
+    index's aarch64 builds are for server GPUs; NVIDIA builds torch for JetPack."""
+    from envsetup.gpu_arch import TEGRA, parse_cc
+
+    if m.platform != "linux_aarch64":
+        return None
+    tegra = [g for g in m.gpus if parse_cc(g.compute_capability) in TEGRA]
+    if not tegra:
+        return None
+    g = tegra[0]
+    return (
+        f"GPU {g.index} ({g.name or '?'}, {sm(g.compute_capability or '')}) is a Jetson's: the "
+        "PyTorch index has no builds for it; install NVIDIA's torch wheel for your JetPack "
+        f"release ({JETSON_WHEELS})"
+    )
 
 
 def _older_fit(profile: Profile, req: Request, table: Table) -> Optional[str]:

@@ -28,6 +28,13 @@ _INDEX_BASE = typer.Option(None, "--index-base", help="Base URL of a PyTorch ind
 _JSON = typer.Option(False, "--json", help="Print one JSON document.")
 _MARKDOWN = typer.Option(False, "--markdown", help="Print the report as markdown.")
 _HTML = typer.Option(None, "--html", help="Also write the report as one self-contained page.")
+_PLANS = typer.Option(
+    None,
+    "--plans",
+    metavar="DIR",
+    help="Write each group's plan to DIR/GROUP.json, for envsetup install --plan-file on its "
+    "nodes (the report then names each file).",
+)
 _INVENTORY = typer.Option(..., "-i", "--inventory", help="An Ansible inventory (file, dir).")
 _LIMIT = typer.Option(None, "--limit", help="An Ansible host pattern within the inventory.")
 _FROM = typer.Option(
@@ -56,6 +63,21 @@ def _formats(as_json: bool, markdown: bool) -> None:
 
     if as_json and markdown:
         raise UsageError("--json and --markdown: choose one")
+
+
+def _write_plans(report: Any, plans: Optional[Path]) -> dict[str, Any]:
+    """With --plans DIR: each group's plan written there (the report's install notes name the
+    files); the files by group, for --json."""
+    from envsetup.errors import UsageError
+    from envsetup.fleet.report import write_plans
+
+    if plans is None:
+        return {}
+    try:
+        written = write_plans(report, plans)
+    except OSError as exc:
+        raise UsageError(f"--plans {plans}: {exc.strerror or exc}") from None
+    return {"plans": {g: str(p.absolute()) for g, p in written.items()}}
 
 
 def _show(
@@ -99,8 +121,10 @@ def report_command(
     vision: bool = _VISION,
     audio: bool = _AUDIO,
     index_base: Optional[str] = _INDEX_BASE,
+    plans: Optional[Path] = _PLANS,
 ) -> None:
     """Group identical machines; show what differs, the findings and one plan per group.
+    Writes nothing unless asked (--plans, --html).
     Exit 1 when a node has an error finding, 2 when a node file cannot be read."""
     from envsetup.errors import UsageError
     from envsetup.fleet.nodes import read_inputs
@@ -113,7 +137,7 @@ def report_command(
     if not nodes and not bad:
         raise UsageError(f"no node profiles in {' '.join(paths)} (looked for *.json)")
     report = build_report(nodes, bad, request)
-    _show(report, as_json, markdown, html)
+    _show(report, as_json, markdown, html, _write_plans(report, plans))
     raise typer.Exit(report.exit_code())
 
 
@@ -202,6 +226,7 @@ def doctor_command(
     vision: bool = _VISION,
     audio: bool = _AUDIO,
     index_base: Optional[str] = _INDEX_BASE,
+    plans: Optional[Path] = _PLANS,
 ) -> None:
     """Run envsetup doctor on every host of an Ansible inventory, then report on them.
     Exit 1 when a host has an error finding or gave no profile."""
@@ -213,7 +238,7 @@ def doctor_command(
     work = _workdir(out)
     nodes, missing, _ = _collect(inventory, limit, forks, work, quiet or as_json, timeout)
     report = build_report(nodes, missing, request)
-    _show(report, as_json, markdown, html, {"profiles": str(work)})
+    _show(report, as_json, markdown, html, {"profiles": str(work), **_write_plans(report, plans)})
     if not as_json:
         sys.stderr.write(f"envsetup: the profiles are in {work} (envsetup fleet report {work})\n")
     raise typer.Exit(EXIT_FAIL if missing else report.exit_code())
@@ -276,7 +301,7 @@ def install_command(
     --plan-file), --forks hosts at a time, stopping after the first batch with a failure."""
     from envsetup.errors import EXIT_FAIL, UsageError
     from envsetup.fleet import ansible
-    from envsetup.fleet.report import build_report
+    from envsetup.fleet.report import build_report, install_hint
 
     request = _request(torch, variant, vision, audio, index_base)
     if index_url is not None:
@@ -314,6 +339,8 @@ def install_command(
         assert g.plan is not None
         path = work / "plans" / f"{g.id}.json"
         path.write_text(json.dumps({"plan": g.plan.to_dict()}, indent=2), encoding="utf-8")
+        if g.install == "ready":  # the report shown below names the file just written
+            g.install_note = install_hint(g.id, str(path))
         for h in g.nodes:
             plans[h] = str(path)
             host_group[h] = g.id

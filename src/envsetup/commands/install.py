@@ -328,7 +328,12 @@ def install(
         "--no-guard",
         help="leave no guard (an existing one is removed): a later pip install may replace torch",
     ),
-    plan_file: Optional[str] = typer.Option(None, "--plan-file", hidden=True),
+    plan_file: Optional[str] = typer.Option(
+        None,
+        "--plan-file",
+        help="install this plan (plan --json, install --json or fleet report --plans output) "
+        "instead of resolving one here",
+    ),
 ) -> None:
     """Install the right torch build for this machine, with the packages given (a wizard on a
     terminal)."""

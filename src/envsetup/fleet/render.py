@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO
+from typing import IO, Any
 
 from envsetup.fleet.group import DIMENSIONS, LABELS
 from envsetup.fleet.report import GroupReport, Report
@@ -80,10 +80,31 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _table(report: Report, cols: list[str], plan: bool) -> Any:
+    """The groups' table: what differs between them, and (``plan``) each one's plan."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title="Groups of identical machines", show_lines=False)
+    t.add_column("group", style="bold", no_wrap=True)
+    t.add_column("nodes", justify="right", no_wrap=True)
+    for d in cols:  # a value too long for its cell is folded, never cut to "…"
+        t.add_column(LABELS[d], overflow="fold")
+    t.add_column("errors", justify="right", no_wrap=True)
+    if plan:
+        t.add_column("plan", no_wrap=True)
+    for g in report.groups:
+        cells = [g.id, str(len(g.nodes)), *(escape(g.machine[d]) for d in cols), str(g.errors)]
+        cell = plan_words(g) if g.plan is not None else "no build fits (why: below)"
+        t.add_row(*cells, *([escape(cell)] if plan else []))
+    return t
+
+
 def print_report(report: Report, file: IO[str] = sys.stdout) -> None:
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+    from rich.measure import Measurement
+    from rich.padding import Padding
 
     console = Console(file=file, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
     if report.same:
@@ -92,24 +113,22 @@ def print_report(report: Report, file: IO[str] = sys.stdout) -> None:
             + escape("; ".join(f"{LABELS[d]} {v}" for d, v in report.same.items()))
         )
     cols = [d for d in DIMENSIONS if d in report.differs] or list(DIMENSIONS)
-    t = Table(title="Groups of identical machines", show_lines=False)
-    t.add_column("group", style="bold")
-    t.add_column("nodes", justify="right")
-    for d in cols:
-        t.add_column(LABELS[d])
-    t.add_column("errors", justify="right")
-    t.add_column("plan")
-    for g in report.groups:
-        t.add_row(
-            g.id,
-            str(len(g.nodes)),
-            *(escape(g.machine[d]) for d in cols),
-            str(g.errors),
-            escape(plan_words(g)),
-        )
+    # The table as the terminal's width allows: what differs and each plan, when every plan
+    # fits whole; else what differs (each group's plan is on its own line below); else each
+    # plan (each group's machine is on its own line below).
+    unbounded = console.options.update(max_width=1 << 16)
+    t = _table(report, cols, plan=True)
+    machine_below = False
+    if Measurement.get(console, unbounded, t).maximum > console.width:
+        t = _table(report, cols, plan=False)
+        if Measurement.get(console, unbounded, t).minimum > console.width:
+            t, machine_below = _table(report, [], plan=True), True
     console.print(t)
     for g in report.groups:
         console.print(f"\n[bold]{g.id}[/bold] ({len(g.nodes)}): {escape(_names(g.nodes))}")
+        if machine_below and report.differs:  # else "same everywhere" said it
+            machine = "; ".join(f"{LABELS[d]} {g.machine[d]}" for d in cols)
+            console.print(Padding(escape(machine), (0, 0, 0, 2), expand=False))
         for f in g.findings:
             style = _STYLE[f["severity"]]
             console.print(

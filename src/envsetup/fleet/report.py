@@ -5,8 +5,10 @@ profile)."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from envsetup.fleet.group import DIMENSIONS, differences, group_nodes
@@ -184,7 +186,45 @@ def _install_state(g: GroupReport) -> tuple[str, str]:
     want = g.plan.local_version or g.plan.torch
     if g.machine["torch"] == want and all(f["severity"] != "error" for f in g.findings):
         return "up-to-date", f"torch {want} is installed"
-    return "ready", f"envsetup install --yes --plan-file <group {g.id}'s plan>"
+    return "ready", install_hint(g.id)
+
+
+def install_hint(group: str, plan_file: Optional[str] = None) -> str:
+    """The command that installs a group's plan on one of its nodes: with the file's real path
+    once written (fleet report --plans DIR), else with the option that writes it."""
+    if plan_file is not None:
+        return f"envsetup install --yes --plan-file {_quote(plan_file)}"
+    return (
+        f"envsetup install --yes --plan-file PLANS/{group}.json "
+        "(fleet report --plans PLANS writes each group's plan)"
+    )
+
+
+def _quote(path: str) -> str:
+    """A path as a shell on this system reads it back (POSIX sh, or cmd / PowerShell)."""
+    if os.name == "nt":
+        import subprocess
+
+        return subprocess.list2cmdline([path])
+    import shlex
+
+    return shlex.quote(path)
+
+
+def write_plans(report: Report, directory: Path) -> dict[str, Path]:
+    """Each group's plan as ``DIRECTORY/<group>.json``, the file ``envsetup install --plan-file``
+    reads; a ready group's install note then names its file. Returns the files by group."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for g in report.groups:
+        if g.plan is None:
+            continue
+        path = directory / f"{g.id}.json"
+        path.write_text(json.dumps({"plan": g.plan.to_dict()}, indent=2) + "\n", encoding="utf-8")
+        written[g.id] = path
+        if g.install == "ready":
+            g.install_note = install_hint(g.id, str(path.absolute()))
+    return written
 
 
 def build_report(
@@ -232,4 +272,12 @@ def build_report(
     return Report(out, unreadable, differs, same)
 
 
-__all__ = ["DIMENSIONS", "HOLD", "GroupReport", "Report", "build_report"]
+__all__ = [
+    "DIMENSIONS",
+    "HOLD",
+    "GroupReport",
+    "Report",
+    "build_report",
+    "install_hint",
+    "write_plans",
+]

@@ -597,9 +597,11 @@ class _Transaction:
         return child.wait()
 
     def _why(self, rc: int) -> str:
-        return _tail(self.log_path) or (
+        why = _tail(self.log_path) or (
             f"the installer was killed (signal {-rc})" if rc < 0 else f"exit {rc}"
         )
+        info = self.info
+        return srcmod.wheelhouse_hint(why, self.sources, self.plan, info.python, info.has_pip)
 
     # -- the steps
 

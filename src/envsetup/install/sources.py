@@ -153,3 +153,52 @@ def check(sources: Sources, plan: Plan, python: str, platform: str) -> None:
             break
         if found is not None:
             raise SourceError(found.message)
+
+
+# An installer saying a distribution is missing: pip ("No matching distribution found for X"),
+# uv ("X was not found in the provided package locations" / "... in the package registry").
+_MISSING = re.compile(
+    r"No matching distribution found for ([A-Za-z0-9._-]+)"
+    r"|\b([A-Za-z0-9._-]+) was not found in the (?:provided package locations|package registry)"
+)
+
+
+def wheelhouse_hint(
+    why: str, sources: Sources, plan: Plan, python: str, has_pip: bool = True
+) -> str:
+    """``why`` (an installer's failure) with how to fill the wheelhouse, when the install read
+    one (--find-links) and the installer found a distribution missing: the ``pip download`` of
+    the plan's pins and their dependencies, from the index the pins come from, for the target's
+    Python (its own pip picks the right wheels; a target without pip: any pip, told the
+    target's Python version)."""
+    houses = wheelhouses(sources.rest) or wheelhouses(sources.torch)
+    found = _MISSING.search(why)
+    if not houses or found is None:
+        return why
+    from envsetup.install.backends._base import requirements
+
+    index = next(iter(indexes(sources.torch)), None) or plan.index_url
+    argv = [python, "-m", "pip"] if has_pip else ["pip"]
+    argv += ["download", *requirements(plan), "-d", houses[0]]
+    if index:
+        argv += ["--index-url", index]
+    if not has_pip:
+        argv += ["--python-version", plan.python.rstrip("t"), "--only-binary=:all:"]
+    missing = found.group(1) or found.group(2)
+    return (
+        f"{why}; the wheelhouse {houses[0]} lacks {missing} (a dependency of the plan): fill it "
+        f"with {sources.mask(_command(argv))}"
+    )
+
+
+def _command(argv: Sequence[str]) -> str:
+    """A command line to paste, quoted for this system's shell."""
+    import os
+
+    if os.name == "nt":
+        import subprocess
+
+        return subprocess.list2cmdline(list(argv))
+    import shlex
+
+    return shlex.join(argv)

@@ -382,8 +382,15 @@ def _existing(text: str) -> tuple[Optional[str], Optional[str]]:
     return _interpreter(text.strip()), None
 
 
-def _new(text: str) -> tuple[Optional[str], Optional[str]]:
-    return None, str(Path(text.strip()).expanduser().absolute()) if text.strip() else text
+def new_venv_path(typed: str, default: str, here: Path) -> str:
+    """The new venv a typed answer names: an absolute path as typed (``~`` expanded), a relative
+    one under ``here`` (the current directory); nothing typed: ``default``."""
+    path = Path(typed.strip() or default).expanduser()
+    return str(path if path.is_absolute() else (here / path).absolute())
+
+
+def _new(default: str, here: Path) -> Callable[[str], tuple[Optional[str], Optional[str]]]:
+    return lambda text: (None, new_venv_path(text, default, here))
 
 
 # --------------------------------------------------------------------------- mirrors
@@ -513,15 +520,18 @@ def run(
         )
         chosen_python = _interpreter(str(typed).strip())
     elif target == "new":
+        # the free path is a placeholder, not text in the line: a path typed over it is the
+        # path (a prefilled default would turn /tmp/x/venv into .venv/tmp/x/venv)
+        default = free_venv_path(here)
         typed = _ask(
             questionary.text(
                 "Path of the new venv:",
-                default=free_venv_path(here),
-                validate=targets.validator(_new),
+                placeholder=default,
+                validate=targets.validator(_new(default, here)),
                 validate_while_typing=False,
             )
         )
-        chosen_venv = str(Path(str(typed).strip()).expanduser().absolute())
+        chosen_venv = new_venv_path(str(typed), default, here)
     if chosen_python is not None and chosen_python in targets.plans:
         plan, replan = targets.plans[chosen_python]
     info = inspect(None, new_venv) if target == "current" else inspect(chosen_python, chosen_venv)
