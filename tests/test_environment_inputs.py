@@ -30,7 +30,7 @@ def closed_stdin(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     [
         ((), 0, "alone runs doctor"),  # the journey needs a terminal: the help says so
         (("doctor", "--json"), 0, ""),
-        (("fleet", "report", "-"), 2, "no node profiles"),
+        (("fleet", "report", "-"), 2, "no node profiles in standard input"),
     ],
     ids=["bare", "doctor", "fleet-report-stdin"],
 )

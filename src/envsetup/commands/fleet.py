@@ -135,7 +135,11 @@ def report_command(
     stdin_text = sys.stdin.read() if "-" in paths else None
     nodes, bad = read_inputs(paths, stdin_text)
     if not nodes and not bad:
-        raise UsageError(f"no node profiles in {' '.join(paths)} (looked for *.json)")
+        where = [p for p in paths if p != "-"]
+        looked = [f"{' '.join(where)} (looked for *.json)"] if where else []
+        if "-" in paths:
+            looked.append("standard input (pipe envsetup doctor --json output into it)")
+        raise UsageError(f"no node profiles in {' and '.join(looked)}")
     report = build_report(nodes, bad, request)
     _show(report, as_json, markdown, html, _write_plans(report, plans))
     raise typer.Exit(report.exit_code())
