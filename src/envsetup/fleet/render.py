@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import IO
 
@@ -81,11 +80,12 @@ def _md(text: str) -> str:
 
 
 def print_report(report: Report, file: IO[str] = sys.stdout) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(file=file, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    from envsetup.render import console as masking_console
+
+    console = masking_console(file)
     if report.same:
         console.print(
             "same everywhere: "
