@@ -108,9 +108,10 @@ def _forms(value: str) -> list[str]:
 
     if len(value) < MIN_LENGTH or value == MASK or _VAR_REF.match(value):
         return []
-    forms = {value, quote(value, safe=""), quote(value), unquote(value), html.escape(value)}
-    forms.add(json.dumps(value)[1:-1])
-    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    forms = set()
+    for v in (value, unquote(value)):
+        forms |= {v, quote(v, safe=""), quote(v), html.escape(v)}
+        forms |= {json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1]}
     return [f for f in forms if len(f) >= MIN_LENGTH]
 
 
