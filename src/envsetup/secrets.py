@@ -49,6 +49,8 @@ _CONFIG_PASSWORD = re.compile(
     r"""(?im)^\s*(?:machine\s+\S+\s+)?(?:login\s+\S+\s+)?(?:password|token)\s*[=: ]\s*["']?([^"'\s]+)"""
 )
 _CONFIG_MAX_BYTES = 1 << 20
+# values of a *_TOKEN variable that are a setting, not a secret (masking them would mask words)
+_NOT_SECRETS = frozenset({"true", "false", "yes", "none", "null", "never", "always", "auto"})
 
 _known: set[str] = set()
 _pattern: Optional[re.Pattern[str]] = None
@@ -107,6 +109,8 @@ def _forms(value: str) -> list[str]:
     import json
 
     if len(value) < MIN_LENGTH or value == MASK or _VAR_REF.match(value):
+        return []
+    if value.lower() in _NOT_SECRETS or value.isdigit():  # HF_HUB_DISABLE_IMPLICIT_TOKEN=true
         return []
     forms = set()
     for v in (value, unquote(value)):
