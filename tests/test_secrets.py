@@ -287,3 +287,27 @@ def test_password_variables_and_config_files_are_registered(tmp_path: Path) -> N
         assert masking.mask(text) == f"*** *** *** {token}"
     finally:
         masking.reset()
+
+
+@pytest.mark.timeout(180)
+def test_a_plan_file_from_plan_json_installs_with_the_credentials_it_masks(
+    served: IndexServer, tmp_path: Path
+) -> None:
+    """plan --json masks the mirror's password; install --plan-file of that output takes the
+    credentials back from ENVSETUP_TORCH_INDEX, and the index lets it in."""
+    base = served.url.replace("http://", f"http://builder:{CANARY['served']}@")
+    env = hermetic_env(tmp_path, ENVSETUP_TORCH_INDEX=base)
+    shown = envsetup("plan", "--variant", "cu121", "--torch", "2.4.1", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert CANARY["served"] not in shown.stdout
+    assert json.loads(shown.stdout)["plan"]["index_url"] == served.index("cu121").replace(
+        "http://", "http://builder:***@"
+    )
+    plan = tmp_path / "plan.json"
+    plan.write_text(shown.stdout, encoding="utf-8")
+    py = make_venv(tmp_path / "venv")
+    cp = envsetup("install", "--yes", "--no-verify", "--plan-file", str(plan), "--python",
+                  str(py), "--installer", "pip", env=env)  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    assert torch_in(py) == ("2.4.1+cu121", "12.1")
+    assert CANARY["served"] not in cp.stdout + cp.stderr

@@ -53,6 +53,7 @@ _CONFIG_MAX_BYTES = 1 << 20
 _NOT_SECRETS = frozenset({"true", "false", "yes", "none", "null", "never", "always", "auto"})
 
 _known: set[str] = set()
+_urls: list[str] = []  # the URLs with credentials registered, for unmask()
 _pattern: Optional[re.Pattern[str]] = None
 
 
@@ -134,6 +135,21 @@ def register_urls(text: Optional[str]) -> None:
     """Register the credentials of every URL in ``text`` (one URL, a list, a file's text)."""
     for secret in secrets_in(text or ""):
         register(secret)
+    if text and "@" in text:
+        for m in _URL.finditer(text):
+            if has_credentials(m.group(0)) and m.group(0) not in _urls:
+                _urls.append(m.group(0).rstrip("/"))
+
+
+def unmask(url: str) -> str:
+    """A masked URL (``https://bob:***@host/whl/cu121``, from ``plan --json``) with its
+    credentials put back from the URL they were masked from (``ENVSETUP_TORCH_INDEX``, a flag,
+    pip's or uv's configuration), where one of those is its prefix; else ``url`` unchanged."""
+    for full in _urls:
+        shown = mask_url(full)
+        if shown != full and (url == shown or url.startswith(shown + "/")):
+            return full + url[len(shown) :]
+    return url
 
 
 def secrets_in(text: str) -> list[str]:
@@ -155,6 +171,7 @@ def reset() -> None:
     """Forget every registered secret (for tests in one process)."""
     global _pattern
     _known.clear()
+    _urls.clear()
     _pattern = None
 
 
