@@ -74,31 +74,23 @@ def mask_url(url: str) -> str:
 
 
 def mask(text: str, extra: Iterable[str] = ()) -> str:
-    """``text`` with every URL's credentials and every registered secret masked; ``extra``
-    are URLs (or values) to treat as registered for this call only."""
+    """``text`` with every URL's credentials and every registered secret masked; the
+    credentials of the URLs ``extra`` are registered first (an install's sources)."""
+    for url in extra:
+        if url not in _urls:
+            register_urls(url)
     if not text:
         return text
     if "@" in text:
         text = _USERINFO.sub(_url_mask, text)
-    pattern = _compiled(_forms_of(extra))
+    pattern = _compiled()
     if pattern is not None:
         text = pattern.sub(MASK, text)
     return text
 
 
-def _forms_of(urls: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for u in urls:
-        for secret in secrets_in(u):
-            out += _forms(secret)
-    return out
-
-
-def _compiled(more: Sequence[str]) -> Optional[re.Pattern[str]]:
+def _compiled() -> Optional[re.Pattern[str]]:
     global _pattern
-    if more:
-        values = sorted(_known.union(more), key=len, reverse=True)
-        return re.compile("|".join(re.escape(v) for v in values)) if values else None
     if _pattern is None and _known:
         _pattern = re.compile("|".join(re.escape(v) for v in sorted(_known, key=len, reverse=True)))
     return _pattern
@@ -137,8 +129,9 @@ def register_urls(text: Optional[str]) -> None:
         register(secret)
     if text and "@" in text:
         for m in _URL.finditer(text):
-            if has_credentials(m.group(0)) and m.group(0) not in _urls:
-                _urls.append(m.group(0).rstrip("/"))
+            url = m.group(0).rstrip("/")
+            if has_credentials(url) and url not in _urls:
+                _urls.append(url)
 
 
 def unmask(url: str) -> str:
