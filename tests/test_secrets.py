@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,7 @@ def test_no_canary_in_any_output(
     out = tmp_path / "out"
     out.mkdir()
     both = " ".join(profiles)
+    targets = [make_venv(tmp_path / f"target{i}", pip=False) for i in (0, 1)]  # uv installs
     dry = f"install --dry-run --yes --plan-file {plan}"
     lines = [
         "doctor", "doctor --json", "doctor --markdown",
@@ -159,10 +161,10 @@ def test_no_canary_in_any_output(
         f"{dry} --index-url {index_url}",
         f"{dry} --json --index-url {index_url}",
         # the error path: the index refuses the connection
-        f"install --yes --no-verify --plan-file {plan} --python {sys.executable} "
+        f"install --yes --no-verify --plan-file {plan} --python {targets[0]} --installer uv "
         f"--index-url {index_url}",
-        f"install --yes --no-verify --json --plan-file {plan} --python {sys.executable} "
-        f"--index-url {index_url}",
+        f"install --yes --no-verify --json --plan-file {plan} --python {targets[1]} "
+        f"--installer uv --index-url {index_url}",
         f"fleet report {both}", f"fleet report --json {both}", f"fleet report --markdown {both}",
         f"fleet report --html {out / 'fleet.html'} {both}",
     ]  # fmt: skip
@@ -175,7 +177,8 @@ def test_no_canary_in_any_output(
             f"{dry} --find-links {wheelhouse} --export {kind}",
         ]
     commands = [line.split() for line in lines]  # no spaces in these paths
-    runs = [(args, envsetup(*args, env=planted)) for args in commands]
+    with ThreadPoolExecutor(4) as pool:  # each run waits on its own process
+        runs = list(zip(commands, pool.map(lambda a: envsetup(*a, env=planted), commands)))
     installed, prefix = _real_install(served, planted, tmp_path)
     runs.append(installed)
     by = {" ".join(a): cp for a, cp in runs}
@@ -233,9 +236,15 @@ def test_exported_requirements_name_the_variables_and_pip_uses_them(
     ]
 
 
-def test_uv_export_names_uvs_index_variables(served: IndexServer, tmp_path: Path) -> None:
-    """The pyproject for uv: the index URL without credentials, and a comment naming uv's
-    variables for that index (uv reads UV_INDEX_<NAME>_USERNAME / _PASSWORD)."""
+@pytest.mark.timeout(180)
+def test_uv_export_names_uvs_index_variables_and_uv_locks_with_them(
+    served: IndexServer, profiles: list[str], tmp_path: Path
+) -> None:
+    """The pyproject for uv: the index URL without credentials and a comment naming uv's
+    variables for that index; real uv lock is let in with them set (and not without), and
+    its lock file keeps no password."""
+    from envsetup.install.backends.uv import find_uv
+
     plan = write_plan(tmp_path, make_plan())
     cp = envsetup("install", "--dry-run", "--plan-file", plan, "--index-url",
                   _with_credentials(served), "--export", "uv", env=hermetic_env(tmp_path))  # fmt: skip
@@ -244,6 +253,31 @@ def test_uv_export_names_uvs_index_variables(served: IndexServer, tmp_path: Path
     assert f'url = "{served.index("cu121")}"' in cp.stdout
     assert "UV_INDEX_PYTORCH_CU121_USERNAME and UV_INDEX_PYTORCH_CU121_PASSWORD" in cp.stdout
     assert 'name = "pytorch-cu121"' in cp.stdout
+
+    project = tmp_path / "project"
+    project.mkdir()
+    base = served.url.replace("http://", f"http://builder:{CANARY['served']}@")
+    env = hermetic_env(tmp_path, ENVSETUP_TORCH_INDEX=base)
+    cp = envsetup("plan", "--profile", profiles[0], "--profile", profiles[1], "--variant",
+                  "cu121", "--torch", "2.4.1", "--export", "uv", "-o",
+                  str(project / "pyproject.toml"), env=env)  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    text = (project / "pyproject.toml").read_text(encoding="utf-8")
+    assert CANARY["served"] not in text and f'url = "{served.index("cu121")}"' in text
+    uv = find_uv()
+    assert uv is not None
+
+    def lock(**creds: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([uv, "lock", "--python", sys.executable], cwd=project,
+                              env=dict(env, **creds), capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+
+    assert lock().returncode != 0
+    ok = lock(UV_INDEX_PYTORCH_CU121_USERNAME="builder",
+              UV_INDEX_PYTORCH_CU121_PASSWORD=CANARY["served"])  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "2.4.1+cu121" in (project / "uv.lock").read_text(encoding="utf-8")
+    assert CANARY["served"] not in (project / "uv.lock").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
