@@ -155,6 +155,8 @@ class IndexServer:
     def __init__(self, root: Path):
         self.root = root
         self.fault: Optional[Fault] = None
+        self.auth: Optional[tuple[str, str]] = None  # (user, password): HTTP basic auth required
+        self.authorized: list[str] = []  # the user names of the requests that passed it
         self.requests: list[str] = []
         self.serving_file = threading.Event()  # set when a file body starts going out
         server = self
@@ -204,6 +206,15 @@ class IndexServer:
 
     def _get(self, h: BaseHTTPRequestHandler) -> None:
         path = unquote(h.path.split("?", 1)[0].split("#", 1)[0])
+        if self.auth is not None:
+            want = base64.b64encode(":".join(self.auth).encode()).decode()
+            if h.headers.get("Authorization") != f"Basic {want}":
+                h.send_response(401)
+                h.send_header("WWW-Authenticate", 'Basic realm="index"')
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return None
+            self.authorized.append(self.auth[0])
         fault = self.fault if self.fault and self.fault.match in path else None
         if fault and fault.kind == "500":
             return self._send(h, 500, b"internal error\n", "text/plain")

@@ -125,12 +125,23 @@ def _closed_streams() -> None:
                 getattr(sys, name).reconfigure(errors="replace")
 
 
+def _mask_streams(args: list[str]) -> None:
+    """The one boundary where output leaves envsetup: every write to stdout and stderr (rich,
+    typer and plain writes alike) has its secrets masked (:mod:`envsetup.secrets`)."""
+    from envsetup import secrets
+
+    secrets.collect(args)
+    if sys.stdout is not None and not isinstance(sys.stdout, _PipeGuard):
+        sys.stdout = _PipeGuard(secrets.Masked(sys.stdout))
+    if sys.stderr is not None and not isinstance(sys.stderr, secrets.Masked):
+        sys.stderr = secrets.Masked(sys.stderr)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the console script and of ``python -m envsetup``."""
     _closed_streams()
-    if not isinstance(sys.stdout, _PipeGuard) and sys.stdout is not None:
-        sys.stdout = _PipeGuard(sys.stdout)
     args = list(sys.argv[1:] if argv is None else argv)
+    _mask_streams(args)
     flag = os.environ.get("ENVSETUP_DEBUG", "").strip().lower()
     debug = "--debug" in args or flag not in ("", "0", "false", "no", "off")
     args = [a for a in args if a != "--debug"]

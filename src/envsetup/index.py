@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 from urllib.request import url2pathname
 
 from envsetup.errors import EXIT_FAIL, EnvsetupError
@@ -61,31 +61,17 @@ def normalize(name: str) -> str:
 
 
 def mask(url: str) -> str:
-    """``url`` with any password or token in it replaced by ``***`` (for output and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = parts.username or ""
-    cred = f"{user}:***" if parts.password is not None else "***"
-    return urlunsplit((parts.scheme, f"{cred}@{host}", parts.path, parts.query, parts.fragment))
+    """``url`` with any password or token in it replaced by ``***`` (see :mod:`envsetup.secrets`)."""
+    from envsetup.secrets import mask_url
+
+    return mask_url(url)
 
 
 def mask_text(text: str, secrets: Iterable[str]) -> str:
-    """Every URL of ``secrets`` masked wherever it appears in ``text`` (an installer's output)."""
-    for url in secrets:
-        masked = mask(url)
-        if masked != url:
-            text = text.replace(url, masked)
-            parts = urlsplit(url)
-            if parts.password:
-                text = text.replace(parts.password, "***")
-    return text
+    """``text`` masked, the credentials of the URLs ``secrets`` too (an installer's output)."""
+    from envsetup.secrets import mask as mask_all
+
+    return mask_all(text, secrets)
 
 
 @dataclass(frozen=True)

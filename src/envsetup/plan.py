@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from envsetup.profile import from_dict, to_dict
@@ -128,8 +128,13 @@ def read_plan_file(path: str, flag: str) -> Plan:
     if isinstance(data, dict) and isinstance(data.get("plan"), dict):
         data = data["plan"]  # `plan --json` and `install --json` wrap it
     try:
-        return Plan.from_dict(data)
+        plan = Plan.from_dict(data)
     except (ValueError, TypeError) as exc:
         raise UsageError(
             f"{flag} {path}: not a plan ({exc}); make one with envsetup plan --json"
         ) from None
+    if plan.index_url and "***@" in plan.index_url:  # plan --json masks the credentials
+        from envsetup.secrets import unmask
+
+        plan = replace(plan, index_url=unmask(plan.index_url))
+    return plan

@@ -226,32 +226,31 @@ def to_markdown(profile: Profile, findings: list[Finding]) -> str:
 
 
 def print_report(profile: Profile, findings: list[Finding], file: IO[str] = sys.stdout) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.padding import Padding
     from rich.table import Table
 
-    console = Console(file=file, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    con = console(file)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")  # a long path is folded, never cut to "…"
     for name, rows in summary_rows(profile):
         grid.add_row(name, escape("\n".join(r for r in rows if r)))
-    console.print(grid)
-    console.print()
+    con.print(grid)
+    con.print()
     if findings:
-        console.print("[bold]Findings[/bold]")
+        con.print("[bold]Findings[/bold]")
         for f in findings:
             style = SEVERITY_STYLE[f.severity]
-            console.print(
+            con.print(
                 f"[{style}]{SEVERITY_MARK[f.severity]} {f.severity}[/{style}] [dim]{f.code}[/dim]"
             )
-            console.print(Padding(escape(f.message), (0, 0, 0, 4)))  # wraps under itself
+            con.print(Padding(escape(f.message), (0, 0, 0, 4)))  # wraps under itself
             if f.fix:  # a command to paste: never wrapped
-                console.print(f"    [bold]fix:[/bold] {escape(f.fix)}", soft_wrap=True)
-        console.print()
+                con.print(f"    [bold]fix:[/bold] {escape(f.fix)}", soft_wrap=True)
+        con.print()
     style = "bold red" if any(f.severity == "error" for f in findings) else "bold green"
-    console.print(f"[{style}]{verdict(findings)}[/{style}]")
+    con.print(f"[{style}]{verdict(findings)}[/{style}]")
 
 
 # --------------------------------------------------------------------------- verify
@@ -260,11 +259,29 @@ CHECK_MARK = {"pass": "✓", "fail": "✗", "skip": "–", "run": "…"}
 CHECK_STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow", "run": "cyan"}
 
 
-def console(file: IO[str] = sys.stdout) -> Any:
-    """The one Console every command prints through: NO_COLOR honoured, no highlighting."""
-    from rich.console import Console
+_CONSOLE: Any = None
 
-    return Console(file=file, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+def console(file: Any = None) -> Any:
+    """The one Console every command prints through: NO_COLOR honoured, no highlighting, and
+    every string masked (:mod:`envsetup.secrets`) before rich lays it out, so that no width
+    folds or cuts a secret where the stream's own masking cannot find it."""
+    global _CONSOLE
+    if _CONSOLE is None:
+        from rich.console import Console
+
+        from envsetup.secrets import mask
+
+        class _Masking(Console):
+            def render_str(self, text: str, **kwargs: Any) -> Any:
+                return super().render_str(mask(text), **kwargs)
+
+        _CONSOLE = _Masking
+    return _CONSOLE(
+        file=sys.stdout if file is None else file,
+        no_color=bool(os.environ.get("NO_COLOR")),
+        highlight=False,
+    )
 
 
 def check_row(status: str, name: str, seconds: float | None, detail: str) -> Any:
@@ -307,10 +324,12 @@ def _bullets(con: Any, mark: str, lines: Any) -> None:
     the line (a URL) stays whole on a line of its own."""
     import textwrap
 
+    from envsetup.secrets import mask
+
     width = max(40, con.width)
     for line in lines:
         text = textwrap.fill(
-            str(line), width=width, initial_indent=f"  {mark} ", subsequent_indent="    ",
+            mask(str(line)), width=width, initial_indent=f"  {mark} ", subsequent_indent="    ",
             break_long_words=False, break_on_hyphens=False,
         )  # fmt: skip
         con.print(text, highlight=False, markup=False, soft_wrap=True)

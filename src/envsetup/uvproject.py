@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 from envsetup.errors import UsageError
 from envsetup.plan import Plan
+from envsetup.secrets import for_export, index_name_for
 
 # Plan.platform -> the PEP 508 marker uv evaluates for it (Windows reports AMD64).
 MARKERS = {
@@ -180,9 +181,13 @@ def uv_project(
     for iname, u in sorted(indexes.items()):
         body += ["[[tool.uv.index]]", f"name = {_s(iname)}", f"url = {_s(u)}", "explicit = true"]
         body.append("")
-    return UvExport(
-        text="\n".join([*head, *body]).rstrip() + "\n", notes=tuple(notes), extras=extras
+    named = {u: iname for iname, u in indexes.items()}
+    text = for_export(
+        "\n".join([*head, *body]).rstrip() + "\n",
+        lambda u: named.get(u, index_name_for(u)),
+        pip=False,
     )
+    return UvExport(text=text, notes=tuple(notes), extras=extras)
 
 
 def _order(name: str) -> tuple[int, str]:
@@ -229,4 +234,9 @@ def requirements(plan: Plan, index_url: Optional[str] = None, extra: Sequence[st
         v = _pin_version(plan, p.name, p.version) if index else p.version
         lines.append(f"{p.name}=={v}")
     lines += list(extra)
-    return "\n".join(lines) + "\n"
+    name = _index_name(plan.variant)
+    return for_export(
+        "\n".join(lines) + "\n",
+        lambda u: name if u == index else index_name_for(u),
+        pip=True,
+    )

@@ -87,10 +87,11 @@ def _show(
     from envsetup.fleet import render
 
     if html is not None:
+        from envsetup import secrets
         from envsetup.fleet.html import to_html
 
         try:
-            html.write_text(to_html(report), encoding="utf-8")
+            secrets.write_text(html, to_html(report))
         except OSError as exc:
             raise UsageError(f"--html {html}: {exc.strerror or exc}") from None
     if as_json:

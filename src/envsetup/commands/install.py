@@ -422,8 +422,10 @@ def install(
             plan, wanted = stack.plan, user.requirements
         text = do_export(plan, export, index_url, houses, wanted)
         if output:
+            from envsetup import secrets
+
             try:
-                Path(output).write_text(text, encoding="utf-8")
+                secrets.write_text(output, text)
             except OSError as exc:
                 raise UsageError(f"--output {output}: {exc.strerror or exc}") from None
         else:

@@ -27,7 +27,6 @@ def run(ctx: typer.Context) -> None:
         )
         return
 
-    from rich.console import Console
     from rich.markup import escape
 
     from envsetup.commands import verify
@@ -38,9 +37,10 @@ def run(ctx: typer.Context) -> None:
     from envsetup.install.wizard import change
     from envsetup.plan import Request
     from envsetup.render import SEVERITY_MARK, SEVERITY_STYLE, verdict
+    from envsetup.render import console as masking_console
     from envsetup.resolve import resolve
 
-    console = Console(highlight=False)
+    console = masking_console()
     console.rule("[bold]1/3 doctor[/bold]")
     profile = detect_profile(None)
     findings = diagnose_machine(profile)

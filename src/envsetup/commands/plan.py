@@ -213,8 +213,10 @@ def _write(text: str, output: Optional[str]) -> None:
     if not output:
         sys.stdout.write(text)
         return
+    from envsetup import secrets
+
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        secrets.write_text(output, text)
     except OSError as exc:
         raise UsageError(f"--output {output}: {exc.strerror or exc}") from None
 

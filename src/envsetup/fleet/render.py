@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import IO, Any
 
@@ -101,12 +100,13 @@ def _table(report: Report, cols: list[str], plan: bool) -> Any:
 
 
 def print_report(report: Report, file: IO[str] = sys.stdout) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.measure import Measurement
     from rich.padding import Padding
 
-    console = Console(file=file, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    from envsetup.render import console as masking_console
+
+    console = masking_console(file)
     if report.same:
         console.print(
             "same everywhere: "

@@ -214,13 +214,15 @@ def _quote(path: str) -> str:
 def write_plans(report: Report, directory: Path) -> dict[str, Path]:
     """Each group's plan as ``DIRECTORY/<group>.json``, the file ``envsetup install --plan-file``
     reads; a ready group's install note then names its file. Returns the files by group."""
+    from envsetup import secrets
+
     directory.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for g in report.groups:
         if g.plan is None:
             continue
         path = directory / f"{g.id}.json"
-        path.write_text(json.dumps({"plan": g.plan.to_dict()}, indent=2) + "\n", encoding="utf-8")
+        secrets.write_text(path, json.dumps({"plan": g.plan.to_dict()}, indent=2) + "\n")
         written[g.id] = path
         if g.install == "ready":
             g.install_note = install_hint(g.id, str(path.absolute()))

@@ -16,7 +16,7 @@ from typing import Optional
 
 from envsetup.errors import UsageError
 from envsetup.install import backends
-from envsetup.install.sources import for_install
+from envsetup.install.sources import Sources, for_install
 from envsetup.plan import Plan
 
 
@@ -43,7 +43,8 @@ def export(
             "mirror as an index (--index-url file:///DIR) for an export with packages"
         )
     if not requirements or kind not in ("requirements", "uv", "conda"):
-        return writers[kind].export(plan, for_install(plan, index_url, find_links))
+        sources = for_install(plan, index_url, find_links)
+        return _without_credentials(writers[kind].export(plan, sources), kind, plan, sources)
     from envsetup import uvproject
 
     if kind == "requirements":
@@ -51,8 +52,25 @@ def export(
     if kind == "uv":
         built = replace(plan, index_url=index_url) if index_url else plan
         return uvproject.uv_project([uvproject.Machine(label, None, built)], requirements).text
-    text = writers[kind].export(plan, for_install(plan, index_url, find_links))
+    sources = for_install(plan, index_url, find_links)
+    text = _without_credentials(writers[kind].export(plan, sources), kind, plan, sources)
     extra = "".join(f"      - {r}\n" for r in requirements)
     if "  - pip:\n" in text:  # pip's list comes last
         return text + extra
     return text + "  - pip\n  - pip:\n" + extra
+
+
+def _without_credentials(text: str, kind: str, plan: Plan, sources: Sources) -> str:
+    """An export names the variables that supply an index's credentials, never the
+    credentials (:func:`envsetup.secrets.for_export`): uv's ``UV_INDEX_<NAME>_USERNAME`` /
+    ``_PASSWORD`` for the index of the pins (named ``pytorch-<variant>`` in every export) and
+    for any other by its host."""
+    from envsetup.secrets import for_export, index_name_for
+    from envsetup.uvproject import _index_name
+
+    torch = {s.location for s in sources.torch}
+
+    def name_of(url: str) -> str:
+        return _index_name(plan.variant) if url in torch else index_name_for(url)
+
+    return for_export(text, name_of, pip=kind != "uv")

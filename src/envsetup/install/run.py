@@ -545,7 +545,9 @@ class _Transaction:
         self.recording: Optional[_Background[snapshot.Snapshot]] = None
         self.installed = False
         try:
-            with self.guard, open(fd, "w", encoding="utf-8") as log:
+            from envsetup.secrets import Masked  # no secret in the log
+
+            with self.guard, Masked(open(fd, "w", encoding="utf-8")) as log:
                 self.log = log
                 try:
                     return self._steps()

@@ -38,9 +38,9 @@ class Source:
 
     @property
     def shown(self) -> str:
-        from envsetup.index import mask
+        from envsetup.secrets import mask_url
 
-        return mask(self.location)
+        return mask_url(self.location)
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,10 @@ class Sources:
         return [s.location for s in (*self.torch, *self.rest) if not s.wheelhouse]
 
     def mask(self, text: str) -> str:
-        secrets = [s for s in self.secrets if "@" in s]  # only a URL with a user part hides one
-        if not secrets:
-            return text
-        from envsetup.index import mask_text
+        """``text`` with these sources' credentials (and every other secret) masked."""
+        from envsetup.secrets import mask
 
-        return mask_text(text, secrets)
+        return mask(text, [s for s in self.secrets if "@" in s])
 
     def mask_argv(self, argv: Sequence[str]) -> list[str]:
         return [self.mask(a) for a in argv]
