@@ -328,6 +328,12 @@ def install(
         "--no-guard",
         help="leave no guard (an existing one is removed): a later pip install may replace torch",
     ),
+    no_wait: bool = typer.Option(
+        False,
+        "--no-wait",
+        help="when another envsetup install is changing the same environment, stop at once "
+        "(exit 5) instead of waiting for it",
+    ),
     plan_file: Optional[str] = typer.Option(None, "--plan-file", hidden=True),
 ) -> None:
     """Install the right torch build for this machine, with the packages given (a wizard on a
@@ -544,6 +550,7 @@ def install(
         create_venv=_venv_argv(new_venv, base) if new_venv is not None and dry_run else None,
         stack=stack,
         guard=not no_guard,
+        wait=not no_wait,
     )
     ui = ui_mod.make(quiet=as_json)
     try:
