@@ -141,7 +141,7 @@ def build(data: dict[str, Any], tools: Mapping[str, Optional[str]]) -> tuple[Pyt
         )
     unmet: tuple[str, ...] = ()
     env = data.get("env") or {}
-    if env.get("requires"):
+    if env.get("requires") and not data.get("conda_torch"):  # conda checks its own
         from envsetup.detect.requires import unmet as find_unmet
 
         versions = {str(k): str(v[0]) for k, v in (env.get("dists") or {}).items()}
