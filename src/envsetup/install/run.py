@@ -490,7 +490,8 @@ def stack_installed(stack: Stack) -> bool:
 
 
 _IMPORTS = """
-import importlib, json, sys
+import importlib, json, os, sys
+sys.path[:] = [p for p in sys.path if p and p != os.getcwd()]  # no torch/ of the cwd
 out = {}
 for name in sys.argv[1:]:
     try:
