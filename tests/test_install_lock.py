@@ -201,3 +201,33 @@ def test_a_prefix_without_room_for_the_lock_locks_in_the_cache(tmp_path: Path) -
     assert out[0] == out[1], out
     assert Path(out[0]).parent == tmp_path / "cache" / "envsetup" / "locks", out
     assert out[2] == str(tmp_path / ".envsetup-lock"), out
+
+
+def test_the_wizard_waits_for_the_lock_too(house: Any, tmp_path: Path) -> None:
+    """The wizard, on a terminal, carries out the same transaction: it waits at the lock."""
+    pexpect = pytest.importorskip("pexpect")
+    py = make_venv(tmp_path / "v", pip=False)
+    env = _env(tmp_path, house, TERM="xterm")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / "v")],
+                              stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        args = [a for a in _install_args(py, house) if a != "--yes"]
+        child = pexpect.spawn(sys.executable, ["-m", "envsetup", *args, "--no-verify"], env=env,
+                              encoding="utf-8", timeout=60, dimensions=(40, 160))  # fmt: skip
+        for question in ("Install into which environment", "torch version", "Build",
+                         "Also install", "Installer"):  # fmt: skip
+            child.expect(question)
+            child.send("\r")
+        child.expect("Go ahead")
+        child.send("y")
+        child.expect(f"waiting for the envsetup install already changing .*pid {holder.pid} on ")
+        holder.kill()
+        child.expect("installed into", timeout=300)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _imports(py).returncode == 0
