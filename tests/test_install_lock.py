@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import TORCH_VERSION, make_venv
+from conftest import TORCH_VERSION, make_venv, run_cli
 from indexserver import IndexServer
 from test_install import envsetup, hermetic_env
 
@@ -231,3 +231,40 @@ def test_the_wizard_waits_for_the_lock_too(house: Any, tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert _imports(py).returncode == 0
+
+
+def _dist(site: Path, name: str, version: str, *requires: str) -> None:
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    lines += [f"Requires-Dist: {r}" for r in requires]
+    body = "\n\nRequires-Dist: not-a-header (the description)\n"
+    (info / "METADATA").write_text("\n".join(lines) + body, encoding="utf-8")
+
+
+def test_doctor_checks_torchs_requirements_with_the_targets_markers(tmp_path: Path) -> None:
+    """What torch needs, and what that needs, at versions they accept, evaluated with the
+    target's own markers: the requirements of another platform, of an extra not asked for,
+    and those met are not named."""
+    py = make_venv(tmp_path / "v", pip=False)
+    site = _purelib(py)
+    (site / "torch").mkdir()
+    (site / "torch" / "version.py").write_text("__version__ = '2.13.0+cpu'\ncuda = None\n")
+    (site / "torch" / "__init__.py").write_text("")
+    _dist(site, "torch", "2.13.0+cpu", "filelock", "sympy>=1.13.3", "jinja2",
+          'triton==3.5.0; sys_platform == "no-such-platform"', 'optree>=0.13; extra == "optree"',
+          'typing-extensions>=4.10.0; python_version >= "3.8"')  # fmt: skip
+    _dist(site, "filelock", "3.0.0")
+    _dist(site, "sympy", "1.12", "mpmath>=1.1.0")
+    _dist(site, "jinja2", "3.1.6", "MarkupSafe>=2.0")
+    _dist(site, "typing_extensions", "4.16.0")
+    doc = run_cli("doctor", "--python", str(py), "--json")
+    found = {f["code"]: f for f in doc.json()["findings"]}
+    assert "torch-broken" in found, sorted(found)
+    said = found["torch-broken"]["message"]
+    assert "torch needs sympy>=1.13.3, 1.12 installed" in said
+    assert "torch needs markupsafe>=2.0 (required by jinja2), not installed" in said
+    assert "torch needs mpmath>=1.1.0 (required by sympy), not installed" in said
+    for quiet in ("triton", "optree", "typing-extensions", "filelock", "not-a-header"):
+        assert quiet not in said, said
+    assert found["torch-broken"]["fix"].endswith("--torch 2.13.0 --variant cpu --yes")
