@@ -410,11 +410,16 @@ def test_snapshot_puts_back_every_file(tmp_path: Path) -> None:
 
 
 def tree(root: Path) -> dict[str, tuple[int, str]]:
-    """Every file and link under ``root``: relative path → (size, sha256 of the content)."""
+    """Every file and link under ``root``: relative path → (size, sha256 of the content).
+
+    envsetup's install lock (``.envsetup-lock/``, made by the first install and kept: its
+    file is the lock every later install of the environment takes) is not part of the tree."""
     import hashlib
 
     out = {}
     for p in sorted(root.rglob("*")):
+        if ".envsetup-lock" in p.relative_to(root).parts:
+            continue
         if p.is_symlink():
             out[str(p.relative_to(root))] = (0, "-> " + os.readlink(p))
         elif p.is_file():

@@ -8,6 +8,7 @@ EXIT_FAIL = 1  # doctor found an error, verify had a failing check, install fail
 EXIT_USAGE = 2  # bad flags, bad input file, missing interpreter
 EXIT_INTERNAL = 3  # a bug in envsetup: rerun with --debug
 EXIT_NO_BUILD = 4  # plan/install: no build fits this machine
+EXIT_BUSY = 5  # install --no-wait: another envsetup install is changing the environment
 EXIT_INTERRUPTED = 130
 
 

@@ -180,6 +180,9 @@ class Torch:
     origin: Optional[str] = None  # pip | uv | conda | unknown
     packages: tuple[Package, ...] = ()  # torch, torchvision, torchaudio, triton, nvidia-* …
     duplicates: tuple[str, ...] = ()  # more than one torch on sys.path: their locations
+    # requirements of torch and its companions not met ("torch needs typing-extensions>=4.10.0,
+    # not installed"): such a torch cannot be imported
+    unmet: tuple[str, ...] = ()
     deep: Optional[TorchDeep] = None
     unknown: dict[str, str] = field(default_factory=dict)
 

@@ -334,6 +334,12 @@ def install(
         help="install this plan (plan --json, install --json or fleet report --plans output) "
         "instead of resolving one here",
     ),
+    no_wait: bool = typer.Option(
+        False,
+        "--no-wait",
+        help="when another envsetup install is changing the same environment, stop at once "
+        "(exit 5) instead of waiting for it",
+    ),
 ) -> None:
     """Install the right torch build for this machine, with the packages given (a wizard on a
     terminal)."""
@@ -551,6 +557,7 @@ def install(
         create_venv=_venv_argv(new_venv, base) if new_venv is not None and dry_run else None,
         stack=stack,
         guard=not no_guard,
+        wait=not no_wait,
     )
     ui = ui_mod.make(quiet=as_json)
     try:

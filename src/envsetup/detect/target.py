@@ -139,6 +139,13 @@ def build(data: dict[str, Any], tools: Mapping[str, Optional[str]]) -> tuple[Pyt
             cudnn_version=d.get("cudnn_version"),
             mps_available=d.get("mps_available"),
         )
+    unmet: tuple[str, ...] = ()
+    env = data.get("env") or {}
+    if env.get("requires") and not data.get("conda_torch"):  # conda checks its own
+        from envsetup.detect.requires import unmet as find_unmet
+
+        versions = {str(k): str(v[0]) for k, v in (env.get("dists") or {}).items()}
+        unmet = tuple(find_unmet(env["requires"], env.get("markers") or {}, versions))
     unknown = {}
     if not t and main is None:
         unknown["version"] = "torch is not installed in the target interpreter"
@@ -153,6 +160,7 @@ def build(data: dict[str, Any], tools: Mapping[str, Optional[str]]) -> tuple[Pyt
         origin=origin,
         packages=tuple(seen.values()),
         duplicates=duplicates,
+        unmet=unmet,
         deep=deep,
         unknown=unknown,
     )

@@ -99,6 +99,58 @@ def distributions(
     return found, torch_dirs
 
 
+FAMILY = ("torch", "torchvision", "torchaudio")
+
+
+def requires(every: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The ``Requires-Dist`` lines of torch and its companions, and of every installed
+    distribution they name, on and on (envsetup evaluates the markers: this reads files only)."""
+    out: dict[str, list[str]] = {}
+    todo = [n for n in FAMILY if n in every]
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        path = every[name][1]
+        meta = _read(os.path.join(path, "METADATA")) or _read(os.path.join(path, "PKG-INFO"))
+        reqs = []
+        for line in meta.splitlines():
+            if not line.strip():
+                break  # the headers end here; the description follows
+            if line.startswith("Requires-Dist:"):
+                reqs.append(line[len("Requires-Dist:") :].strip())
+        out[name] = reqs
+        for req in reqs:
+            m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+            if m and _norm(m.group(1)) in every:
+                todo.append(_norm(m.group(1)))
+    return out
+
+
+def markers() -> dict[str, str]:
+    """The environment markers are evaluated against (PEP 508), as ``packaging`` computes them."""
+    import platform
+
+    impl = sys.implementation
+    v = impl.version
+    iver = f"{v.major}.{v.minor}.{v.micro}"
+    if impl.version.releaselevel != "final":
+        iver += impl.version.releaselevel[0] + str(impl.version.serial)
+    return {
+        "implementation_name": impl.name,
+        "implementation_version": iver,
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    }
+
+
 def torch_version_file(entry: str) -> dict[str, object]:
     text = _read(os.path.join(entry, "torch", "version.py"))
     out: dict[str, object] = {}
@@ -201,6 +253,11 @@ def main() -> None:
             "dists": every,
         },
     }
+    family = requires(every)
+    env = out["env"]
+    if family and isinstance(env, dict):  # torch or a companion: what they need, to check it
+        env["requires"] = family
+        env["markers"] = markers()
     if "--deep" in sys.argv:
         out["deep"] = deep()
     sys.stdout.write(json.dumps(out) + "\n")

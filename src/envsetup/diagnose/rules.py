@@ -249,6 +249,26 @@ def torch_build(p: Profile) -> list[Finding]:
 
 
 @rule
+def broken_torch(p: Profile) -> list[Finding]:
+    """torch is installed, but what it (or a companion) needs is not: it cannot be imported."""
+    t = p.torch
+    if t.version is None or not t.unmet:
+        return []
+    public, variant = installed_build(p)
+    more = f"; and {len(t.unmet) - 3} more" if len(t.unmet) > 3 else ""
+    return [
+        Finding(
+            "error",
+            "torch-broken",
+            f"torch {t.version} in {p.python.executable} cannot be imported: "
+            f"{'; '.join(t.unmet[:3])}{more}. Installing the same build again repairs it "
+            "(envsetup checks that torch imports before it calls it installed).",
+            install_fix(p, torch=public, variant=variant if variant != "default" else None),
+        )
+    ]
+
+
+@rule
 def companion_builds(p: Profile) -> list[Finding]:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -429,12 +449,16 @@ def deep_checks(p: Profile) -> list[Finding]:
         return []
     out: list[Finding] = []
     if not d.imported:
+        if p.torch.unmet:  # torch-broken says why, with the same fix
+            return []
+        public, variant = installed_build(p)
         return [
             Finding(
                 "error",
                 "torch-import-fails",
-                f"'import torch' fails in {p.python.executable}: {d.error}.",
-                install_fix(p),
+                f"'import torch' fails in {p.python.executable}: {d.error}. Installing the same "
+                "build again repairs it.",
+                install_fix(p, torch=public, variant=variant if variant != "default" else None),
             )
         ]
     if is_cuda_build(p) and usable_nvidia(p) and d.cuda_available is False:

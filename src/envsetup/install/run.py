@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -77,6 +78,7 @@ class Options:
     create_venv: Optional[list[str]] = None  # the command that makes the target (display)
     stack: Optional[Stack] = None  # torch with the user's packages, resolved for this target
     guard: bool = True  # set the guard after the install (False: --no-guard, none is left)
+    wait: bool = True  # another install holds the environment: wait for it (False: --no-wait)
 
 
 @dataclass(frozen=True)
@@ -476,8 +478,60 @@ def stack_installed(stack: Stack) -> bool:
     return all(p.installed for p in stack.packages)
 
 
+_IMPORTS = """
+import importlib, json, os, sys
+sys.path[:] = [p for p in sys.path if p and p != os.getcwd()]  # no torch/ of the cwd
+out = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+        out[name] = None
+    except BaseException as exc:
+        out[name] = "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+print(json.dumps(out))
+"""
+
+
+def health(info: tgt.TargetInfo, plan: Plan) -> list[str]:
+    """Why the planned build, installed in the target, does not work ([] when it does): a
+    requirement of torch or a planned companion that is not installed (the probe's metadata),
+    else an import of one of them that fails, tried in the target (never in envsetup)."""
+    from envsetup.target import run_script
+
+    names = [p.name for p in plan.pins]
+    missing = [u for u in info.torch.unmet if u.split(" ", 1)[0] in names]
+    if missing:
+        return missing
+    try:
+        said = run_script(info.python, _IMPORTS, tuple(names), timeout=300, isolated=False)
+    except EnvsetupError as exc:  # the import killed the interpreter (a crash, a signal)
+        return [f"import {names[0]}: {exc.message}"]
+    if not isinstance(said, dict):
+        return [f"import {names[0]}: the check printed {type(said).__name__}"]
+    return [f"import {n}: {said[n]}" for n in names if said.get(n) is not None]
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"envsetup: {text}\n")
+        sys.stderr.flush()
+
+
 def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
+    """Carry out ``plan`` (a dry run: say how). Every install that changes the target holds
+    its lock (:mod:`envsetup.install.lock`) from before the check of what is installed to the
+    end of the restore; one that waited for another reads the target again."""
     ui = _SafeUi(ui)
+    if opts.dry_run:
+        return _install(plan, opts, ui)
+    from envsetup.install import lock
+
+    info = opts.target or tgt.probe(opts.python)
+    with lock.hold(info.prefix, wait=opts.wait, say=_say) as held:
+        return _install(plan, replace(opts, target=None if held.waited else info), ui)
+
+
+def _install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
     info, chosen, plan, sources = prepare(plan, opts)
     backend = chosen.backend
     stack = opts.stack
@@ -491,20 +545,37 @@ def install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
     where = Where(info.python, info.prefix, info.has_pip, opts.break_system_packages,
                   chosen.tool.argv, stack.requirements if stack else ())  # fmt: skip
     out.direct = backend.direct(plan, where, sources)
-    done = tgt.already_installed(plan, info) and (stack is None or stack_installed(stack))
+    done = tgt.already_installed(plan, info) and (
+        stack is None or stack_check(stack, info).status == "pass"
+    )
+    repair = False
     if done:
-        out.ok = out.already_installed = True
-        return out
+        broken = health(info, plan)
+        if not broken:
+            out.ok = out.already_installed = True
+            return out
+        # Installed by its metadata, but it does not work: the same install, reinstalling the
+        # build (with the set's packages already in place, the torch build alone).
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        out.notes.append(
+            f"torch {plan.local_version or plan.torch} is installed in {info.python} but does "
+            f"not work ({broken[0]}{more}): installing it again"
+        )
+        ui.note(out.notes[-1])
+        repair = True
+        if stack is not None:
+            opts = replace(opts, stack=None)
+            stack = None
     if opts.dry_run:
         ctx = Context(plan, info, sources, chosen.tool, Path("WORK"), opts.break_system_packages,
-                      stack)  # fmt: skip
+                      stack, repair)  # fmt: skip
         staging = backend.stage(ctx)
         out.files = [(str(ctx.work / name), text) for name, text in staging.files]
         out.steps = [*staging.fetch, backend.install(ctx), *staging.builds]
         out.notes.append(_GuardFiles(info, opts.guard, query=False).plan(plan))
         out.ok = True
         return out
-    return _Transaction(plan, opts, ui, info, backend, chosen.tool, sources, out).run()
+    return _Transaction(plan, opts, ui, info, backend, chosen.tool, sources, out, repair).run()
 
 
 class _Transaction:
@@ -518,8 +589,10 @@ class _Transaction:
         tool: registry.Tool,
         sources: Sources,
         out: Outcome,
+        repair: bool = False,
     ):
         self.plan, self.opts, self.ui, self.info = plan, opts, ui, info
+        self.repair = repair
         self.backend, self.tool, self.sources, self.out = backend, tool, sources, out
         self.guard = Guard()
 
@@ -611,7 +684,7 @@ class _Transaction:
         plan, backend, info, ui, out = self.plan, self.backend, self.info, self.ui, self.out
         clock = _Clock(self.log)
         ctx = Context(plan, info, self.sources, self.tool, self.work,
-                      self.opts.break_system_packages, self.opts.stack)  # fmt: skip
+                      self.opts.break_system_packages, self.opts.stack, self.repair)  # fmt: skip
         staging = backend.stage(ctx)
         for name, text in staging.files:
             (self.work / name).write_text(text, encoding="utf-8")

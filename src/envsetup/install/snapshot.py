@@ -29,7 +29,8 @@ from typing import Optional
 from envsetup.install.target import TargetInfo
 
 SNAPSHOT_PREFIX = ".envsetup-snapshot-"
-SKIP_DIRS = {"conda-meta"}  # conda's own history: its revisions restore it
+# conda's own history (its revisions restore it); envsetup's install lock (held throughout)
+SKIP_DIRS = {"conda-meta", ".envsetup-lock"}
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ class Context:
     work: Path  # a private directory, removed after the install
     break_system_packages: bool = False
     stack: Optional[Stack] = None  # the whole set to install, when the user named packages
+    repair: bool = False  # the planned build is installed but broken: reinstall it
 
     @property
     def stage(self) -> Path:

@@ -157,7 +157,7 @@ class Conda:
         from envsetup.install.backends._base import Step
 
         argv = (*self._base(ctx.tool.argv, ctx.target.prefix, ctx.plan), "--offline",
-                *specs(ctx.plan)[1])  # fmt: skip
+                *(["--force-reinstall"] if ctx.repair else []), *specs(ctx.plan)[1])  # fmt: skip
         return Step("install", argv)
 
     def checkpoint(self, ctx: Context) -> Optional[str]:

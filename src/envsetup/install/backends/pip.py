@@ -167,6 +167,7 @@ class Pip:
         common = [
             *ctx.tool.argv, "install", "--only-binary=:all:", "--progress-bar", "off",
             *self._bsp(ctx.break_system_packages),
+            *(["--force-reinstall"] if ctx.repair else []),  # what it needs comes back too
         ]  # fmt: skip
         if not ctx.sources.torch:  # the plain-index build: the installer's configuration decides
             args = [*source_args(ctx.sources.rest), *requirements(ctx.plan)]

@@ -206,6 +206,8 @@ class Uv:
             return self._stack(ctx)[1]
         base = [*self._base(ctx.tool.argv, ctx.target.python, ctx.break_system_packages),
                 "--only-binary", ":all:"]  # fmt: skip
+        if ctx.repair:  # the build again; what it needs and lacks is installed by the resolve
+            base += [a for p in ctx.plan.pins for a in ("--reinstall-package", p.name)]
         if self._bound(ctx.sources):
             reqs = ["-r", str(ctx.work / PROJECT)]
             return Step("install", (*base, *source_args(ctx.sources.rest), *reqs))
