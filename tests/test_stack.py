@@ -75,11 +75,8 @@ def stack(
     )
 
 
-@pytest.mark.parametrize("resolver", ["uv", "pip"])
-def test_torch_comes_from_the_variant_index_never_the_trap(
-    index: StackIndex, resolver: str
-) -> None:
-    s = stack(index, CPU, "libeq", "libge", "libnp", torch="2.4.1", resolver=resolver)
+def test_torch_comes_from_the_variant_index_never_the_trap(index: StackIndex) -> None:
+    s = stack(index, CPU, "libeq", "libge", "libnp", torch="2.4.1")
     torch = s.package("torch")
     assert torch is not None and torch.version == "2.4.1+cpu"
     assert torch.source == "pytorch" and torch.index == f"{index.whl}/cpu"
@@ -106,9 +103,8 @@ def test_a_library_pin_moves_torch_to_an_allowed_build(index: StackIndex) -> Non
     assert any("libeq 1.0 requires torch==2.4.1" in n for n in s.notes), s.notes
 
 
-@pytest.mark.parametrize("resolver", ["uv", "pip"])
-def test_a_pin_deeper_in_the_graph_moves_torch_too(index: StackIndex, resolver: str) -> None:
-    s = stack(index, CPU, "wrapeq", resolver=resolver)  # wrapeq -> libeq -> torch==2.4.1
+def test_a_pin_deeper_in_the_graph_moves_torch_too(index: StackIndex) -> None:
+    s = stack(index, CPU, "wrapeq")  # wrapeq -> libeq -> torch==2.4.1
     assert s.package("torch").version == "2.4.1+cpu"  # type: ignore[union-attr]
     newest = newest_build(CPU_MACHINE)
     assert any(f"2.4.1+cpu, not {newest}: libeq 1.0 requires torch==2.4.1" in n for n in s.notes)
@@ -135,16 +131,12 @@ def test_user_torch_requirement_from_a_file(index: StackIndex, tmp_path: Path) -
     assert s.plan.torch == "2.4.1" and s.package("torch").version == "2.4.1+cpu"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(
-    ("packages", "resolver"),
-    [(("libx==1.2",), "uv"), (("wrapx",), "uv"), (("wrapx",), "pip")],
-    ids=["direct", "transitive-uv", "transitive-pip"],
-)
+@pytest.mark.parametrize("packages", [("libx==1.2",), ("wrapx",)], ids=["direct", "transitive"])
 def test_no_build_fits_names_the_chain_and_the_way_out(
-    index: StackIndex, packages: tuple[str, ...], resolver: str
+    index: StackIndex, packages: tuple[str, ...]
 ) -> None:
     with pytest.raises(NoBuildError) as err:
-        stack(index, RTX5090, *packages, resolver=resolver)
+        stack(index, RTX5090, *packages)
     msg = err.value.message
     assert err.value.exit_code == 4
     assert msg.startswith("libx 1.2 requires torch==2.6.0; no torch==2.6.0 build fits"), msg
@@ -170,7 +162,7 @@ def test_a_user_torch_requirement_no_build_fits(index: StackIndex) -> None:
 
 
 def test_source_only_package_is_named_with_what_it_needs(index: StackIndex) -> None:
-    s = stack(index, A100, "ext", torch="2.4.1", resolver="uv")
+    s = stack(index, A100, "ext", torch="2.4.1")
     (need,) = s.builds
     assert (need.name, need.version, need.against_torch) == ("ext", "0.1", True)
     assert any(n.startswith("nvcc from CUDA 12.x") for n in need.needs), need.needs
@@ -183,9 +175,9 @@ def test_requirement_files_refuse_what_would_change_the_sources(tmp_path: Path) 
     with pytest.raises(UsageError, match=r"r.txt:2: --extra-index-url sets where packages come"):
         read_requirements((), [str(f)])
     f.write_text("-e ./src\n")
-    with pytest.raises(UsageError, match="editable requirements are not supported"):
+    with pytest.raises(UsageError, match=r"r.txt:1: ./src: no such file or directory"):
         read_requirements((), [str(f)])
-    with pytest.raises(UsageError, match="a direct URL for torch bypasses"):
+    with pytest.raises(UsageError, match="torch from a URL is of torch's family"):
         read_requirements(["torch @ http://127.0.0.1:9/torch.whl"])
     with pytest.raises(UsageError, match="is not a requirement"):
         read_requirements(["lib>>1"])

@@ -65,8 +65,8 @@ def _check_interpreter(prof: Any, plan: Any, python: str, label: str) -> None:
         raise UsageError(
             f"--profile {label} is {plan.platform} with Python {plan.python}, and {python} is "
             f"{info.platform} with Python {info.minor}: resolving packages needs an interpreter "
-            "of that kind (--python PATH); or write the project for uv to lock there: "
-            "--export uv"
+            "of that kind (--python PATH), or leave --python out to resolve for the profile's "
+            "Python and platform"
         )
 
 
@@ -143,6 +143,9 @@ def plan_command(
         from envsetup.stack import read_requirements
 
         user = read_requirements(packages or (), requirement or ())
+        if user.empty:  # a file that names nothing: the plan of torch alone
+            sys.stderr.write("envsetup: the requirements name no package: torch alone\n")
+            user = None
     machines = (
         [(str(f), load_profile(f)) for f in files]
         if files
@@ -162,12 +165,12 @@ def plan_command(
         if user is not None:
             from envsetup.stack import resolve_stack
 
-            if files:  # another machine's file: resolved in an interpreter of its kind
-                from envsetup.target import resolve_python
-
-                target = resolve_python(python) if python else sys.executable
-                _check_interpreter(prof, plan, target, label)
-            stack = resolve_stack(prof, request, table, user, python=target)
+            resolve_in: Optional[str] = target
+            if files:  # another machine's file: for its Python and platform, or in --python
+                resolve_in = target if python else None
+                if python:
+                    _check_interpreter(prof, plan, target, label)
+            stack = resolve_stack(prof, request, table, user, python=resolve_in)
             plan = stack.plan
     except EnvsetupError as exc:
         if as_json:

@@ -76,7 +76,7 @@ class Pip:
     summary = "pip: the target's own pip (or envsetup's, pointed at the target)"
     default_when = "pip"
     export_name = "requirements"
-    resolver = "pip"
+    resolver = "uv"  # a stack it installs is resolved by uv (envsetup.stack), pinned here
 
     def find(self, target: TargetInfo) -> Tool:
         from envsetup.install.backends._base import Tool
