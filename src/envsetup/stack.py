@@ -55,7 +55,7 @@ from envsetup.plan import Plan, Request
 
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 STACK_SCHEMA_VERSION = 1
-PROJECT = "envsetup-stack"  # the scratch project's name (never installed)
+PROJECT = "your-requirements"  # the scratch project's name (never installed; uv's reports name it)
 
 
 class StackError(EnvsetupError):
@@ -149,12 +149,15 @@ def _strip_options(text: str) -> str:
 _VCS = ("git+", "hg+", "svn+", "bzr+")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _ARCHIVE = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
+_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\s*[\[<>=!~;,]|\s*$)(?!.*[/\\@])")
 
 
 def _direct(text: str, base: Path, editable: bool, where: str) -> Optional[str]:
     """A path or URL requirement with no PEP 508 name (``./dir``, ``x.whl``, ``git+https://...``,
     ``-e DIR``), as a line for the resolver's requirements file (paths made absolute); None for
     anything else (a PEP 508 requirement)."""
+    if _PLAIN.match(text) and not text.endswith(_ARCHIVE) and not editable:
+        return None  # a name, extras, versions, markers: PEP 508 (the most common line, fast)
     text = _strip_options(text)
     if re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@", text):
         return None  # NAME @ URL: a PEP 508 requirement
@@ -1169,10 +1172,12 @@ def _locked(pkg: Mapping[str, Any]) -> Locked:
         v = pkg["vcs"]
         url = f"{v.get('type', 'git')}+{v.get('url')}@{v.get('commit-id')}"
         return Locked(name, version, "url", url=url, kind="vcs")
-    kind = "wheel" if wheels or str(f.get("url", "")).endswith(".whl") else "sdist"
+    at: Optional[str] = f.get("url") or (
+        Path(str(f["path"])).resolve().as_uri() if f.get("path") else None
+    )
+    kind = "wheel" if wheels or str(at).endswith(".whl") else "sdist"
     source = "url" if "archive" in pkg else ""
-    return Locked(name, version, source, index=pkg.get("index"), url=f.get("url"), sha256=sha,
-                  kind=kind)  # fmt: skip
+    return Locked(name, version, source, index=pkg.get("index"), url=at, sha256=sha, kind=kind)
 
 
 def _preferences(env: TargetEnv, requirements_txt: bool) -> str:
@@ -1300,8 +1305,9 @@ def resolve_stack(
 
 
 def _summary(user: UserRequirements) -> str:
-    names = [*(Requirement(r).name for r in user.requirements), *user.direct]
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    names = [*(Requirement(r).name for r in user.requirements[:3]), *user.direct[:3]][:3]
+    more = len(user.requirements) + len(user.direct) - len(names)
+    shown = ", ".join(names) + (f" and {more} more" if more else "")
     return f"{shown or 'torch'} with torch"
 
 
@@ -1365,7 +1371,7 @@ def _resolve(
     notes: list[str] = []
     specs = _user_specs(user, env.markers)
     meta: Optional[_Meta] = _Meta(meta_url)
-    offline = False
+    offline: Optional[str] = None  # why the default index cannot be read
     try:
         try:
             # one read first: an index that does not answer is known at once, not per line
@@ -1374,14 +1380,14 @@ def _resolve(
             direct = _direct_constraints(meta, user.requirements, env) if meta else []
         except EnvsetupError as exc:  # the index cannot be read here: uv will say
             notes.append(f"the requirements' torch pins were not read first: {exc.message}")
-            direct, meta, offline = [], None, True
+            direct, meta, offline = [], None, exc.message
         plan = _constrained(profile, request, table, base, specs, direct, env, meta, notes)
         extras = _family_extras(user)
         work = Path(tempfile.mkdtemp(prefix="envsetup-stack-", dir=work_dir))
         try:
             for attempt in range(3):
                 run = _attempt(uv, env, work / f"try{attempt}", plan, user, extras, torch_index,
-                               default_index, offline)  # fmt: skip
+                               default_index, offline is not None)  # fmt: skip
                 if run.ok:
                     pulled = _pulled_companions(run, plan)
                     if not pulled:
@@ -1409,6 +1415,8 @@ def _resolve(
                     else _diagnose(uv, env, work / f"why{attempt}", user, default_index, meta)
                 )
                 bad = _excluding(culprits, plan)
+                if offline:
+                    raise StackError(f"{offline}; uv says:\n{run.error}")
                 if not bad:
                     raise StackError(
                         f"uv found no set for {_summary(user)} "
