@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import make_venv
 from stackindex import StackIndex, build_indexes, library
 from test_install import hermetic_env
 
@@ -87,6 +88,9 @@ def project(
         '[build-system]\nrequires = []\nbuild-backend = "_backend"\nbackend-path = ["."]\n'
         f'[project]\nname = "{name}"\ndynamic = ["version", "dependencies"]\n'
     )
+    pkg = where / name.replace("-", "_")
+    pkg.mkdir(exist_ok=True)
+    (pkg / "__init__.py").write_text("WHERE = 'tree'\n")
     raise_line = f"raise RuntimeError({fail!r})" if fail else "pass"
     (where / "_backend.py").write_text(
         LOCAL_BACKEND.format(name=name, version=version, requires=list(requires), fail=raise_line)
@@ -101,7 +105,7 @@ def broken_sdist(dest: Path, name: str, version: str) -> Path:
     (src / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     path = dest / f"{name}-{version}.tar.gz"
     with tarfile.open(path, "w:gz") as tf:
-        for f in sorted(src.iterdir()):
+        for f in sorted(p for p in src.iterdir() if p.is_file()):
             data = f.read_bytes()
             info = tarfile.TarInfo(f"{name}-{version}/{f.name}")
             info.size = len(data)
@@ -248,3 +252,35 @@ def test_a_requirements_file_naming_nothing_plans_torch_alone(tmp_path: Path) ->
     doc = json.loads(cp.stdout)
     assert "stack" not in doc and doc["plan"]["torch"] == "2.4.1"
     assert cp.stderr.strip() == "envsetup: the requirements name no package: torch alone"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_a_local_project_and_a_wheel_url_are_installed_with_the_stack(
+    index: StackIndex, tmp_path: Path, installer: str
+) -> None:
+    project(tmp_path / "work" / "localproj", "localproj", "0.3", ("libnp",))
+    wheel = library(tmp_path / "wheels", "libwhl", "1.0")
+    req = tmp_path / "work" / "requirements.txt"
+    req.write_text(f"-e ./localproj\nlibwhl @ {wheel.as_uri()}\n")
+    py = make_venv(tmp_path / "venv")
+    env = env_for(tmp_path, index.simple, index.whl)
+    cp = envsetup("install", "--yes", "--no-verify", "--python", str(py), "--torch", "2.4.1",
+                  "--variant", "cpu", "--installer", installer, "-r", str(req), env=env,
+                  timeout=280)  # fmt: skip
+    assert cp.returncode == 0, cp
+    code = "import localproj, libwhl, libnp, torch; print(localproj.__file__, torch.__version__)"
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True)
+    where, version = out.stdout.split()
+    assert Path(where).parent.parent == (tmp_path / "work" / "localproj").resolve()  # -e
+    assert version == "2.4.1+cpu"
+
+
+def test_the_index_pip_is_set_to_is_the_resolves_default_index(
+    index: StackIndex, tmp_path: Path
+) -> None:
+    # pip's setting alone (no UV_*): uv, which reads no pip setting, must resolve from it too
+    env = hermetic_env(tmp_path, PIP_INDEX_URL=index.simple, ENVSETUP_TORCH_INDEX=index.whl)
+    got = packages(plan(env, "--json", "libnp"))
+    assert got["libnp"]["url"].startswith(f"{index.url}/files/simple/")
+    assert set(got) == {"torch", "libnp", "numpy"}

@@ -1080,21 +1080,13 @@ def _pin_version(plan: Plan, pin: Any) -> str:
     return str(pin.version)
 
 
-def _uv_project(
-    deps: Sequence[str],
-    torch_index: Optional[str],
-    default_index: Optional[str],
-    family: Iterable[str],
-) -> str:
+def _uv_project(deps: Sequence[str], torch_index: Optional[str], family: Iterable[str]) -> str:
     lines = ["[project]", f"name = {_toml_str(PROJECT)}", 'version = "0"', "dependencies = ["]
     lines += [f"  {_toml_str(d)}," for d in deps]
     lines += ["]", ""]
     if torch_index:
         lines += ["[[tool.uv.index]]", 'name = "pytorch"', f"url = {_toml_str(torch_index)}"]
         lines += ["explicit = true", ""]
-    if default_index:
-        lines += ["[[tool.uv.index]]", 'name = "default"', f"url = {_toml_str(default_index)}"]
-        lines += ["default = true", ""]
     names = list(family)
     if torch_index and names:
         lines.append("[tool.uv.sources]")
@@ -1121,9 +1113,7 @@ def _uv_compile(
     from envsetup import proc
 
     work.mkdir(parents=True, exist_ok=True)
-    (work / "pyproject.toml").write_text(
-        _uv_project(deps, torch_index, default_index, family), encoding="utf-8"
-    )
+    (work / "pyproject.toml").write_text(_uv_project(deps, torch_index, family), encoding="utf-8")
     out = "requirements.txt" if diagnose else "pylock.toml"
     # What the target has installed, as the existing output file: uv prefers those versions
     # where they fit, as a plain `uv pip install` keeps what is installed.
@@ -1142,6 +1132,8 @@ def _uv_compile(
         (work / "constraints.txt").write_text("\n".join(user.constraints) + "\n", encoding="utf-8")
         argv += ["--constraints", "constraints.txt"]
     extra = {"UV_HTTP_RETRIES": "0"} if offline and "UV_HTTP_RETRIES" not in os.environ else {}
+    if default_index:  # a setting of uv's own (UV_NO_CONFIG leaves the project's out), unprinted
+        extra["UV_DEFAULT_INDEX"] = default_index
     res = proc.run(argv, timeout=600, cwd=work, env=proc.clean_env(extra))
     run = _Run(ok=res.ok, argv=tuple(argv))
     if not res.ok:
@@ -1304,6 +1296,17 @@ def resolve_stack(
                         torch_index, work_dir, default_index or default_index_url())  # fmt: skip
 
 
+def _index_for_uv(url: str) -> Optional[str]:
+    """The default index envsetup reads (``PIP_INDEX_URL``, pip's configuration) for uv, which
+    reads neither, so that pip installs from the index the set was resolved from; None where uv
+    has a setting of its own, or where it is the index client's default."""
+    from pypi_simple import PYPI_SIMPLE_ENDPOINT
+
+    if os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL"):
+        return None
+    return None if url.rstrip("/") == str(PYPI_SIMPLE_ENDPOINT).rstrip("/") else url
+
+
 def _summary(user: UserRequirements) -> str:
     names = [*(Requirement(r).name for r in user.requirements[:3]), *user.direct[:3]][:3]
     more = len(user.requirements) + len(user.direct) - len(names)
@@ -1370,6 +1373,7 @@ def _resolve(
 
     notes: list[str] = []
     specs = _user_specs(user, env.markers)
+    uv_index = default_index or _index_for_uv(meta_url)
     meta: Optional[_Meta] = _Meta(meta_url)
     offline: Optional[str] = None  # why the default index cannot be read
     try:
@@ -1387,7 +1391,7 @@ def _resolve(
         try:
             for attempt in range(3):
                 run = _attempt(uv, env, work / f"try{attempt}", plan, user, extras, torch_index,
-                               default_index, offline is not None)  # fmt: skip
+                               uv_index, offline is not None)  # fmt: skip
                 if run.ok:
                     pulled = _pulled_companions(run, plan)
                     if not pulled:
@@ -1412,7 +1416,7 @@ def _resolve(
                 culprits = (
                     []
                     if offline
-                    else _diagnose(uv, env, work / f"why{attempt}", user, default_index, meta)
+                    else _diagnose(uv, env, work / f"why{attempt}", user, uv_index, meta)
                 )
                 bad = _excluding(culprits, plan)
                 if offline:
