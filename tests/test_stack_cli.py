@@ -188,8 +188,12 @@ def test_path_url_and_editable_requirements_go_to_uv(index: StackIndex, tmp_path
     req = tmp_path / "work" / "requirements.txt"
     req.write_text(f"-e ./localproj\nlibwhl @ {wheel.as_uri()}\n")
     env = env_for(tmp_path, index.simple, index.whl)
-    got = packages(plan(env, "--json", "-r", str(req)))
+    cp = plan(env, "--json", "-r", str(req))
+    got = packages(cp)
     assert got["localproj"]["source"] == "url" and got["localproj"]["editable"] is True
+    (pip_argv,) = json.loads(cp.stdout)["commands"]["pip"]  # what to run by hand: the same set
+    assert pip_argv[pip_argv.index("-e") + 1] == str(proj.resolve())
+    assert f"libwhl @ {wheel.as_uri()}" in pip_argv
     assert got["localproj"]["url"] == proj.resolve().as_uri()
     assert got["libwhl"]["source"] == "url" and got["libwhl"]["url"] == wheel.as_uri()
     assert "numpy" in got and "libge" in got  # the dependencies of both, from the index

@@ -88,6 +88,12 @@ class UserRequirements:
         return [canonicalize_name(Requirement(r).name) for r in self.requirements]
 
     @property
+    def arguments(self) -> tuple[str, ...]:
+        """Everything but the torch family as an installer's command-line arguments."""
+        split = [a for d in self.direct for a in (d.split(" ", 1) if d.startswith("-e ") else [d])]
+        return (*self.requirements, *split)
+
+    @property
     def empty(self) -> bool:
         """Nothing to resolve beside torch: no package, no torch line (constraints alone)."""
         return not (self.requirements or self.direct or self.torch)

@@ -187,7 +187,7 @@ def plan_command(
         wanted = user.requirements if user is not None else ()
         _write(do_export(plan, export, None, (), wanted, label=label), output)
         return
-    commands = direct_commands(plan, target, user.requirements if user is not None else ())
+    commands = direct_commands(plan, target, user.arguments if user is not None else ())
     if as_json:
         doc = {"plan": plan.to_dict(), "commands": commands}
         if stack is not None:
