@@ -288,3 +288,19 @@ def test_the_index_pip_is_set_to_is_the_resolves_default_index(
     got = packages(plan(env, "--json", "libnp"))
     assert got["libnp"]["url"].startswith(f"{index.url}/files/simple/")
     assert set(got) == {"torch", "libnp", "numpy"}
+
+
+def test_exports_carry_paths_and_urls_or_say_what_they_need(
+    index: StackIndex, tmp_path: Path
+) -> None:
+    proj = project(tmp_path / "localproj", "localproj", "0.3")
+    env = env_for(tmp_path, index.simple, index.whl)
+    cp = plan(env, "--export", "requirements", "libnp", "./localproj", cwd=tmp_path)
+    assert cp.returncode == 0, cp
+    assert cp.stdout.splitlines()[-2:] == ["libnp", str(proj.resolve())]
+    cp = plan(env, "--export", "uv", "./localproj", cwd=tmp_path)
+    assert cp.returncode == 2, cp
+    assert cp.stderr.strip() == (
+        f"envsetup: --export uv: {proj.resolve()} has no name, which a pyproject dependency "
+        "needs: write it as NAME @ URL (file:///path for a local project)"
+    )

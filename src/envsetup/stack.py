@@ -93,6 +93,16 @@ class UserRequirements:
         split = [a for d in self.direct for a in (d.split(" ", 1) if d.startswith("-e ") else [d])]
         return (*self.requirements, *split)
 
+    def for_export(self, kind: str) -> tuple[str, ...]:
+        """The lines an export of ``kind`` carries: a requirements file or conda's pip list
+        takes paths and URLs as written; a pyproject's dependencies need a name."""
+        if kind == "uv" and self.direct:
+            raise UsageError(
+                f"--export uv: {self.direct[0]} has no name, which a pyproject dependency needs: "
+                "write it as NAME @ URL (file:///path for a local project)"
+            )
+        return (*self.requirements, *self.direct)
+
     @property
     def empty(self) -> bool:
         """Nothing to resolve beside torch: no package, no torch line (constraints alone)."""

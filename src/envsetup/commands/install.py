@@ -416,7 +416,7 @@ def install(
         wanted: tuple[str, ...] = ()
         if user is not None:
             stack = stack_for(target_info(target, new_venv))
-            plan, wanted = stack.plan, user.requirements
+            plan, wanted = stack.plan, user.for_export(export)
         text = do_export(plan, export, index_url, houses, wanted)
         if output:
             try:

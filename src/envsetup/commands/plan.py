@@ -146,6 +146,8 @@ def plan_command(
         if user.empty:  # a file that names nothing: the plan of torch alone
             sys.stderr.write("envsetup: the requirements name no package: torch alone\n")
             user = None
+        elif export:
+            user.for_export(export)  # before any resolve: one a file cannot hold
     machines = (
         [(str(f), load_profile(f)) for f in files]
         if files
@@ -184,7 +186,7 @@ def plan_command(
     if export is not None:
         from envsetup.install.export import export as do_export
 
-        wanted = user.requirements if user is not None else ()
+        wanted = user.for_export(export) if user is not None else ()
         _write(do_export(plan, export, None, (), wanted, label=label), output)
         return
     commands = direct_commands(plan, target, user.arguments if user is not None else ())
@@ -230,7 +232,7 @@ def _export_machines(
             narrowed_plan(prof, request, table, user) if user else do_resolve(prof, request, table)
         )
         out.append(Machine(Path(label).name, prof, plan))
-    export = uv_project(out, user.requirements if user else ())
+    export = uv_project(out, user.for_export("uv") if user else ())
     for note in export.notes:
         sys.stderr.write(f"envsetup: {note}\n")
     _write(export.text, output)
