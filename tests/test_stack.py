@@ -21,6 +21,7 @@ from envsetup.profile import Profile
 from envsetup.resolve import resolve
 from envsetup.stack import (
     Stack,
+    profile_target,
     read_requirements,
     resolve_stack,
     target_env,
@@ -53,6 +54,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
         if k.startswith(("PIP_", "UV_")):
             monkeypatch.delenv(k)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("UV_NO_CONFIG", "1")  # nor any uv.toml of this machine's
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "uv-cache"))
 
 
@@ -202,3 +204,41 @@ def test_toolkit_problems() -> None:
     assert toolkit_problems("12.1", None) == [
         "no nvcc found: extensions for this torch need nvcc from CUDA 12.x"
     ]
+
+
+@pytest.mark.parametrize(
+    ("system", "platform", "first_tag"),
+    [
+        ({"os": "linux", "arch": "x86_64", "libc": "glibc", "libc_version": "2.36"},
+         "x86_64-manylinux_2_36", "cp312-cp312-manylinux_2_36_x86_64"),
+        ({"os": "linux", "arch": "x86_64", "libc": "glibc", "libc_version": "2.27"},
+         "x86_64-manylinux_2_17", "cp312-cp312-manylinux_2_17_x86_64"),
+        ({"os": "linux", "arch": "aarch64", "libc": "glibc", "libc_version": "2.41"},
+         "aarch64-manylinux_2_40", "cp312-cp312-manylinux_2_40_aarch64"),
+        ({"os": "linux", "arch": "x86_64"}, "x86_64-manylinux_2_28",
+         "cp312-cp312-manylinux_2_28_x86_64"),
+        ({"os": "linux", "arch": "aarch64", "libc": "musl", "libc_version": "1.2.4"},
+         "aarch64-unknown-linux-musl", "cp312-cp312-musllinux_1_2_aarch64"),
+        ({"os": "darwin", "arch": "arm64", "macos_version": "14.5"}, "aarch64-apple-darwin",
+         "cp312-cp312-macosx_14_0_arm64"),
+        ({"os": "windows", "arch": "x86_64"}, "x86_64-pc-windows-msvc", "cp312-cp312-win_amd64"),
+    ],
+)  # fmt: skip
+def test_a_profile_target_is_its_python_and_platform(
+    system: dict[str, str], platform: str, first_tag: str
+) -> None:
+    prof = Profile.from_dict({"system": system, "python": {"version": "3.12.4"}})
+    env = profile_target(prof)
+    assert env.platform == platform and env.tags[0] == first_tag
+    args = env.uv_args()  # for uv: no interpreter of that kind, and none downloaded
+    assert args[args.index("--python-platform") + 1] == platform
+    assert args[args.index("--python-version") + 1] == "3.12.4" and "--no-python-downloads" in args
+    want = {"linux": "linux", "darwin": "darwin", "windows": "win32"}[system["os"]]
+    assert env.markers["sys_platform"] == want and env.markers["python_version"] == "3.12"
+    assert env.fresh and not env.installed
+
+
+def test_a_profile_of_a_platform_uv_cannot_resolve_for_is_one_line() -> None:
+    prof = Profile.from_dict({"system": {"os": "linux", "arch": "ppc64le"}})
+    with pytest.raises(UsageError, match=r"^the profile's platform \(linux ppc64le\) is not one"):
+        profile_target(prof)
