@@ -483,9 +483,9 @@ def profile_target(profile: Any) -> TargetEnv:
         osname, sysplat, system_name = "nt", "win32", "Windows"
         machine = "AMD64" if arch == "x86_64" else "ARM64"
     elif system.os == "darwin":
-        mac = tuple(int(x) for x in str(system.macos_version or "11.0").split(".")[:2])
-        plats = list(ptags.mac_platforms((mac[0], mac[1] if len(mac) > 1 else 0),
-                                         "arm64" if arch == "aarch64" else arch))  # fmt: skip
+        m = re.match(r"(\d+)(?:\.(\d+))?", str(system.macos_version or ""))
+        mac = (int(m.group(1)), int(m.group(2) or 0)) if m else (11, 0)
+        plats = list(ptags.mac_platforms(mac, "arm64" if arch == "aarch64" else arch))
         osname, sysplat, system_name = "posix", "darwin", "Darwin"
         machine = "arm64" if arch == "aarch64" else arch
     else:
