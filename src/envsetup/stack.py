@@ -1,23 +1,21 @@
 """The whole stack: the user's requirements resolved together with this machine's torch build.
 
 ``resolve_stack(profile, request, table, requirements, python=...)`` returns a :class:`Stack`,
-the exact set to install (name, version, file URL, sha256, where it comes from), resolved by a
-real resolver for the target interpreter:
+the exact set to install (name, version, file URL, sha256, where it comes from), resolved by uv
+(a dependency of envsetup) whichever installer then installs it (pip installs uv's pins): a
+scratch project whose ``[[tool.uv.index]]`` for the chosen PyTorch variant is ``explicit = true``
+and whose ``[tool.uv.sources]`` pins torch, torchvision and torchaudio to it, the user's paths and
+URLs beside it; ``uv pip compile pyproject.toml [direct.in]`` writes a PEP 751 ``pylock.toml``
+(the lock the install transaction stages from). An explicit index serves only the names pinned
+to it, so everything else comes from the default index, and those names come from nowhere else:
+no CPU or wrong-CUDA torch from the package index.
 
-- **uv** (preferred): a scratch project whose ``[[tool.uv.index]]`` for the chosen PyTorch
-  variant is ``explicit = true`` and whose ``[tool.uv.sources]`` pins torch, torchvision and
-  torchaudio to it; ``uv pip compile pyproject.toml --python TARGET`` writes a PEP 751
-  ``pylock.toml`` (the lock the install transaction stages from). An explicit index serves only
-  the names pinned to it, so everything else comes from the default index, and those names
-  come from nowhere else: no CPU or wrong-CUDA torch from the package index.
-- **pip** (where uv is absent): the torch-family pins are direct references to the exact wheel
-  files of the variant index (chosen from its listing for the target's tags, with their
-  sha256), the rest is resolved by ``pip install --dry-run --report`` from the default index.
-
-Both resolve for the environment as it is: what is installed there is preferred where it fits
-(uv reads it as the preferences of its output file, pip as the installed distributions), as a
-plain ``uv pip install`` or ``pip install`` would keep it, and each package the target already
-has at the resolved version is marked ``installed`` (the install leaves it alone).
+The target is an interpreter (``--python TARGET``), or with none, a profile's Python and platform
+(``--python-version``, ``--python-platform``: :func:`profile_target`). An interpreter's
+environment is resolved as it is: what is installed there is preferred where it fits (as the
+preferences of uv's output file), as a plain ``uv pip install`` would keep it, and each package
+the target already has at the resolved version is marked ``installed`` (the install leaves it
+alone).
 
 Requirements that constrain torch: the direct requirements' metadata (PEP 658, through
 :mod:`envsetup.index`) is read first; a torch pin there narrows the torch request, and the
@@ -1153,7 +1151,8 @@ def _uv_compile(
     res = proc.run(argv, timeout=600, cwd=work, env=proc.clean_env(extra))
     run = _Run(ok=res.ok, argv=tuple(argv))
     if not res.ok:
-        run.error = uv_error(res.stderr) if res.stderr.strip() else f"    {res.error}"
+        why = res.error or f"uv exited with status {res.returncode}"
+        run.error = uv_error(res.stderr) if res.stderr.strip() else f"    {why}"
         return run
     text = (work / out).read_text(encoding="utf-8")
     if diagnose:
