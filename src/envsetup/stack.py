@@ -555,7 +555,7 @@ class BuildNeed:
 class Stack:
     plan: Plan  # the torch build, after the requirements' constraints
     packages: tuple[Locked, ...]
-    resolver: str  # uv | pip
+    resolver: str  # uv (a record from before envsetup depended on uv may say pip)
     python: str  # the target interpreter
     requirements: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()
@@ -1459,7 +1459,6 @@ def _resolve(
             else:
                 raise StackError(f"uv found no set for {_summary(user)}; uv says:\n{run.error}")
             packages = _label(run.packages, plan, user, torch_index, default_index, env)
-            packages = _satisfied_pins(packages, plan, env, torch_index)
             _check_trap(packages, plan)
             builds = build_needs(packages, plan, env, meta)
         finally:
@@ -1623,24 +1622,6 @@ def _label(
             )
         )
     return sorted(out, key=lambda p: (p.name not in TORCH_FAMILY, p.name))
-
-
-def _satisfied_pins(
-    packages: list[Locked], plan: Plan, env: TargetEnv, torch_index: Optional[str]
-) -> list[Locked]:
-    """The torch-family pins pip left out of its report because the target has them at the
-    planned build already, recorded as installed."""
-    from envsetup.install.target import wanted
-
-    have = {p.name for p in packages}
-    index = torch_index or plan.index_url
-    extra = [
-        Locked(name=n, version=env.installed[n], source="pytorch" if index else "index",
-               index=index, requested=True, installed=True)
-        for n, v in wanted(plan).items()
-        if n not in have and env.has(n, v)
-    ]  # fmt: skip
-    return sorted([*packages, *extra], key=lambda p: (p.name not in TORCH_FAMILY, p.name))
 
 
 def _check_trap(packages: Sequence[Locked], plan: Plan) -> None:
