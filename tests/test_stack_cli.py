@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -304,3 +306,32 @@ def test_exports_carry_paths_and_urls_or_say_what_they_need(
         f"envsetup: --export uv: {proj.resolve()} has no name, which a pyproject dependency "
         "needs: write it as NAME @ URL (file:///path for a local project)"
     )
+
+
+class SlowIndex(StackIndex):
+    """The same indexes, numpy's page answered after 1.5 s: a resolve that takes over a second."""
+
+    def _get(self, h: Any) -> None:
+        if h.path.rstrip("/").endswith("/simple/numpy"):
+            time.sleep(1.5)
+        super()._get(h)
+
+
+def test_a_resolve_over_a_second_shows_its_progress(index: StackIndex, tmp_path: Path) -> None:
+    with SlowIndex(index.root) as slow:
+        env = env_for(tmp_path, slow.simple, slow.whl)
+        cp = plan(env, "--json", "libnp")  # stderr is not a terminal: one line at the end
+        assert cp.returncode == 0, cp
+        assert re.fullmatch(
+            r"envsetup: resolved libnp with torch for \S+ \(uv\) in \d+\.\d s\n", cp.stderr
+        ), cp.stderr
+        pexpect = pytest.importorskip("pexpect")
+        env["UV_CACHE_DIR"] = str(tmp_path / "cold")  # numpy's page asked for again
+        child = pexpect.spawn(
+            sys.executable, ["-m", "envsetup", "plan", "--torch", "2.4.1", "--variant", "cpu",
+                             "libnp"], env=env, encoding="utf-8", timeout=120, dimensions=(24, 120),
+        )  # fmt: skip
+        child.expect(r"resolving libnp with torch for \S+ \(uv\)")  # a status on the terminal
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
