@@ -1,16 +1,24 @@
-"""The stack resolve's cost over the raw resolver, on the same loopback indexes.
+"""The stack resolve: envsetup (uv) against the raw resolvers, uv's and pip's (the previous path).
 
-Serves the stack tests' indexes (tests/stackindex.py: a PyTorch-like and a package-like one) on
-127.0.0.1 and times, side by side: ``envsetup.stack.resolve_stack`` with uv and with pip for a
-CPU machine (torch 2.4.1 and libeq, libge, libnp), and the raw tool resolving the same set
-(``uv pip compile`` / ``pip install --dry-run --report`` with the exact torch pin and the variant
-index as an extra index). Warm caches (uv's is shared by all runs). Prints the figures.
+Loopback (default): serves the stack tests' indexes (tests/stackindex.py: a PyTorch-like and a
+package-like one) on 127.0.0.1 and times, side by side, for a CPU machine (torch 2.4.1 and libeq,
+libge, libnp): ``envsetup.stack.resolve_stack`` (uv), and the raw tools resolving the same set
+(``uv pip compile``, and ``pip install --dry-run --report``, the resolver envsetup used where uv
+was absent before it depended on uv), with the exact torch pin and the variant index as an extra
+index. Warm caches (uv's is the bench's own). Prints the figures.
+
+``--real PKG PROFILE``: once each, against the default index (the network): envsetup's
+``plan PKG --variant default --profile PROFILE`` (uv, PATH without uv), then the pip resolve of
+the same set (the previous path: ``pip install --dry-run --ignore-installed --report``, with
+this interpreter, so PROFILE should be of this machine's Python).
 
     python bench/stack_resolve.py [runs]
+    python bench/stack_resolve.py --real vllm H100.json
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -32,14 +40,24 @@ from stackindex import FROZEN, StackIndex, build_indexes  # noqa: E402
 REQS = ["libeq", "libge", "libnp"]
 
 
-def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    tmp = Path(tempfile.mkdtemp(prefix="envsetup-bench-stack-"))
+def isolate(tmp: Path) -> None:
     for k in list(os.environ):
         if k.startswith(("PIP_", "UV_")):
             del os.environ[k]
     os.environ["PIP_CONFIG_FILE"] = os.devnull  # none of this machine's pip configuration
+    os.environ["UV_NO_CONFIG"] = "1"
     os.environ["UV_CACHE_DIR"] = str(tmp / "uv-cache")
+
+
+def timed(argv: list[str], **kw: object) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    cp = subprocess.run(argv, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    return time.perf_counter() - start, cp
+
+
+def loopback(runs: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="envsetup-bench-stack-"))
+    isolate(tmp)
     uv = find_uv()
     assert uv is not None
     py = sys.executable
@@ -54,29 +72,61 @@ def main() -> None:
         raw_reqs.write_text("\n".join(["torch==2.4.1+cpu", *REQS]) + "\n")
         idx = ["--index-url", s.simple, "--extra-index-url", f"{s.whl}/cpu"]
         raw = {
-            "uv": [uv, "pip", "compile", "--python", py, "--quiet", *idx,
-                   "--index-strategy", "unsafe-best-match", str(raw_reqs)],
-            "pip": [py, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                    "--report", str(tmp / "r.json"), *idx, "-r", str(raw_reqs)],
+            "uv pip compile": [uv, "pip", "compile", "--python", py, "--quiet", *idx,
+                               "--index-strategy", "unsafe-best-match", str(raw_reqs)],
+            "pip --dry-run (before)": [py, "-m", "pip", "install", "--dry-run",
+                                       "--ignore-installed", "--quiet", "--report",
+                                       str(tmp / "r.json"), *idx, "-r", str(raw_reqs)],
         }  # fmt: skip
-        print(f"{runs} runs each, median wall time (s); {len(REQS)} libraries + torch 2.4.1+cpu")
-        print(f"{'resolver':8} {'raw':>8} {'envsetup':>9} {'overhead':>9}")
-        for tool in ("uv", "pip"):
-            subprocess.run(raw[tool], check=True, capture_output=True)  # warm the caches
-            resolve_stack(prof, req, table, user, python=py, resolver=tool,
-                          default_index=s.simple)  # fmt: skip
-            t_raw, t_env = [], []
-            for _ in range(runs):
-                start = time.perf_counter()
-                subprocess.run(raw[tool], check=True, capture_output=True)
-                t_raw.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                resolve_stack(prof, req, table, user, python=py, resolver=tool,
-                              default_index=s.simple)  # fmt: skip
-                t_env.append(time.perf_counter() - start)
-            a, b = statistics.median(t_raw), statistics.median(t_env)
-            print(f"{tool:8} {a:8.2f} {b:9.2f} {b - a:+9.2f}")
+
+        def envsetup() -> None:
+            resolve_stack(prof, req, table, user, python=py, default_index=s.simple)
+
+        envsetup()  # warm the caches
+        for argv in raw.values():
+            subprocess.run(argv, check=True, capture_output=True)
+        times: dict[str, list[float]] = {"envsetup (uv)": [], **{k: [] for k in raw}}
+        for _ in range(runs):
+            start = time.perf_counter()
+            envsetup()
+            times["envsetup (uv)"].append(time.perf_counter() - start)
+            for k, argv in raw.items():
+                times[k].append(timed(argv, check=True)[0])
+    print(f"{runs} runs each, median wall time (s); {len(REQS)} libraries + torch 2.4.1+cpu, "
+          "loopback indexes")  # fmt: skip
+    for k, ts in times.items():
+        print(f"  {k:24} {statistics.median(ts):7.2f}")
+
+
+def real(pkg: str, profile: str) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="envsetup-bench-real-"))
+    isolate(tmp)
+    bindir = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bindir)
+    env = {**os.environ, "PATH": path}
+    argv = [sys.executable, "-m", "envsetup", "plan", pkg, "--variant", "default", "--profile",
+            profile, "--json"]  # fmt: skip
+    t_env, cp = timed(argv, env=env)
+    if cp.returncode != 0:
+        sys.exit(f"envsetup plan failed: {cp.stderr[-2000:]}")
+    doc = json.loads(cp.stdout)
+    pins = [f"{p['name']}=={p['version']}" for p in doc["stack"]["packages"]
+            if p["name"] in ("torch", "torchvision", "torchaudio")]  # fmt: skip
+    print(f"{pkg} for {profile} against the default index (cold uv cache), once each:")
+    print(f"  envsetup plan (uv, no uv on PATH) {t_env:8.1f} s  {len(doc['stack']['packages'])} "
+          "packages")  # fmt: skip
+    raw = tmp / "raw.in"
+    raw.write_text("\n".join([*pins, pkg]) + "\n")
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+           "--report", str(tmp / "r.json"), "-r", str(raw)]  # fmt: skip
+    t_pip, cp = timed(pip, env=env, timeout=1800)
+    n = len(json.loads((tmp / "r.json").read_text())["install"]) if cp.returncode == 0 else 0
+    state = f"{n} packages" if cp.returncode == 0 else f"failed: {cp.stderr.strip()[-300:]}"
+    print(f"  pip --dry-run --report (before)   {t_pip:8.1f} s  {state}")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--real":
+        real(sys.argv[2], sys.argv[3])
+    else:
+        loopback(int(sys.argv[1]) if len(sys.argv) > 1 else 5)

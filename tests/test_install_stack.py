@@ -294,7 +294,7 @@ def test_dry_run_and_exports_show_the_whole_set(index: StackIndex, tmp_path: Pat
     cp = install(py, env, "--torch", "2.4.1", "--dry-run", "--json", "--installer", "pip", "libnp")
     doc = json.loads(cp.stdout)
     assert {p["name"] for p in doc["stack"]["packages"]} == {"torch", "libnp", "numpy"}
-    assert doc["stack"]["resolver"] == "pip"
+    assert doc["stack"]["resolver"] == "uv"  # uv resolves, pip installs its pins
     (stack_txt,) = [t for n, t in doc["files"].items() if n.endswith("stack.txt")]
     assert "torch==2.4.1+cpu --hash=sha256:" in stack_txt and "numpy==1.26.4 --hash" in stack_txt
     assert tree(py.parent.parent) == before  # a dry run changes nothing

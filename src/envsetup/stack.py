@@ -1,23 +1,21 @@
 """The whole stack: the user's requirements resolved together with this machine's torch build.
 
 ``resolve_stack(profile, request, table, requirements, python=...)`` returns a :class:`Stack`,
-the exact set to install (name, version, file URL, sha256, where it comes from), resolved by a
-real resolver for the target interpreter:
+the exact set to install (name, version, file URL, sha256, where it comes from), resolved by uv
+(a dependency of envsetup) whichever installer then installs it (pip installs uv's pins): a
+scratch project whose ``[[tool.uv.index]]`` for the chosen PyTorch variant is ``explicit = true``
+and whose ``[tool.uv.sources]`` pins torch, torchvision and torchaudio to it, the user's paths and
+URLs beside it; ``uv pip compile pyproject.toml [direct.in]`` writes a PEP 751 ``pylock.toml``
+(the lock the install transaction stages from). An explicit index serves only the names pinned
+to it, so everything else comes from the default index, and those names come from nowhere else:
+no CPU or wrong-CUDA torch from the package index.
 
-- **uv** (preferred): a scratch project whose ``[[tool.uv.index]]`` for the chosen PyTorch
-  variant is ``explicit = true`` and whose ``[tool.uv.sources]`` pins torch, torchvision and
-  torchaudio to it; ``uv pip compile pyproject.toml --python TARGET`` writes a PEP 751
-  ``pylock.toml`` (the lock the install transaction stages from). An explicit index serves only
-  the names pinned to it, so everything else comes from the default index, and those names
-  come from nowhere else: no CPU or wrong-CUDA torch from the package index.
-- **pip** (where uv is absent): the torch-family pins are direct references to the exact wheel
-  files of the variant index (chosen from its listing for the target's tags, with their
-  sha256), the rest is resolved by ``pip install --dry-run --report`` from the default index.
-
-Both resolve for the environment as it is: what is installed there is preferred where it fits
-(uv reads it as the preferences of its output file, pip as the installed distributions), as a
-plain ``uv pip install`` or ``pip install`` would keep it, and each package the target already
-has at the resolved version is marked ``installed`` (the install leaves it alone).
+The target is an interpreter (``--python TARGET``), or with none, a profile's Python and platform
+(``--python-version``, ``--python-platform``: :func:`profile_target`). An interpreter's
+environment is resolved as it is: what is installed there is preferred where it fits (as the
+preferences of uv's output file), as a plain ``uv pip install`` would keep it, and each package
+the target already has at the resolved version is marked ``installed`` (the install leaves it
+alone).
 
 Requirements that constrain torch: the direct requirements' metadata (PEP 658, through
 :mod:`envsetup.index`) is read first; a torch pin there narrows the torch request, and the
@@ -55,8 +53,7 @@ from envsetup.plan import Plan, Request
 
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 STACK_SCHEMA_VERSION = 1
-RESOLVERS = ("uv", "pip")
-PROJECT = "envsetup-stack"  # the scratch project's name (never installed)
+PROJECT = "your-requirements"  # the scratch project's name (never installed; uv's reports name it)
 
 
 class StackError(EnvsetupError):
@@ -80,10 +77,34 @@ class UserRequirements:
     requirements: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()
     torch: tuple[str, ...] = ()
+    direct: tuple[
+        str, ...
+    ] = ()  # requirement-file lines with no PEP 508 name: -e DIR, DIR, git+URL
 
     @property
     def names(self) -> list[str]:
         return [canonicalize_name(Requirement(r).name) for r in self.requirements]
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """Everything but the torch family as an installer's command-line arguments."""
+        split = [a for d in self.direct for a in (d.split(" ", 1) if d.startswith("-e ") else [d])]
+        return (*self.requirements, *split)
+
+    def for_export(self, kind: str) -> tuple[str, ...]:
+        """The lines an export of ``kind`` carries: a requirements file or conda's pip list
+        takes paths and URLs as written; a pyproject's dependencies need a name."""
+        if kind == "uv" and self.direct:
+            raise UsageError(
+                f"--export uv: {self.direct[0]} has no name, which a pyproject dependency needs: "
+                "write it as NAME @ URL (file:///path for a local project)"
+            )
+        return (*self.requirements, *self.direct)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to resolve beside torch: no package, no torch line (constraints alone)."""
+        return not (self.requirements or self.direct or self.torch)
 
 
 _SOURCE_OPTIONS = (
@@ -124,17 +145,75 @@ def _lines(path: Path, environ: Mapping[str, str]) -> list[tuple[int, str]]:
 
 def _parse_line(text: str, where: str) -> Requirement:
     # pip's per-requirement options (--hash=..., --config-settings ...) follow the requirement
-    req_text = re.split(r"\s+--?[a-zA-Z]", " " + text, maxsplit=1)[0].strip() or text
+    req_text = _strip_options(text)
     try:
         req = Requirement(req_text)
     except InvalidRequirement as exc:
-        hint = (
-            "write a local project as NAME @ file:///absolute/path"
-            if req_text.startswith((".", "/", "~"))
-            else "use a PEP 508 requirement such as transformers>=4.40"
-        )
-        raise UsageError(f"{where}: {req_text!r} is not a requirement ({exc}); {hint}") from None
+        raise UsageError(
+            f"{where}: {req_text!r} is not a requirement ({exc}); use a PEP 508 requirement such "
+            "as transformers>=4.40, a path, or a URL"
+        ) from None
     return req
+
+
+def _strip_options(text: str) -> str:
+    return re.split(r"\s+--?[a-zA-Z]", " " + text, maxsplit=1)[0].strip() or text
+
+
+_VCS = ("git+", "hg+", "svn+", "bzr+")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_ARCHIVE = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
+_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\s*[\[<>=!~;,]|\s*$)(?!.*[/\\@])")
+
+
+def _direct(text: str, base: Path, editable: bool, where: str) -> Optional[str]:
+    """A path or URL requirement with no PEP 508 name (``./dir``, ``x.whl``, ``git+https://...``,
+    ``-e DIR``), as a line for the resolver's requirements file (paths made absolute); None for
+    anything else (a PEP 508 requirement)."""
+    if _PLAIN.match(text) and not text.endswith(_ARCHIVE) and not editable:
+        return None  # a name, extras, versions, markers: PEP 508 (the most common line, fast)
+    text = _strip_options(text)
+    if re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@", text):
+        return None  # NAME @ URL: a PEP 508 requirement
+    if text.startswith(_VCS) or _URL.match(text):
+        line = text
+    else:
+        raw = Path(text).expanduser()
+        path = raw if raw.is_absolute() else base / raw
+        looks = text.startswith((".", "/", "~", "\\")) or text.endswith(_ARCHIVE)
+        looks = looks or bool(re.match(r"^[A-Za-z]:[\\/]", text))
+        if not (editable or looks or (re.search(r"[\\/]", text) and path.exists())):
+            return None
+        if not path.exists():
+            raise UsageError(f"{where}: {text}: no such file or directory")
+        line = str(path.resolve())
+    name = _direct_name(line)
+    if name in TORCH_FAMILY:
+        raise UsageError(
+            f"{where}: {text} is {name}, of torch's family: envsetup installs torch, torchvision "
+            "and torchaudio as the build it plans; remove the line and choose the build with "
+            "--torch and --variant"
+        )
+    return f"-e {line}" if editable else line
+
+
+def _direct_name(line: str) -> Optional[str]:
+    """The project name a path or URL requirement names, where it can be known without
+    building it: ``#egg=NAME``, a wheel's file name, a local project's pyproject.toml."""
+    m = re.search(r"[#&]egg=([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    if m:
+        return canonicalize_name(m.group(1))
+    tail = line.split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    if tail.endswith(".whl"):
+        return canonicalize_name(tail.split("-", 1)[0])
+    if not (_URL.match(line) or line.startswith(_VCS)):
+        project = Path(line) / "pyproject.toml"
+        try:
+            name = _toml_loads(project.read_text(encoding="utf-8")).get("project", {}).get("name")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return canonicalize_name(name) if isinstance(name, str) else None
+    return None
 
 
 def read_requirements(
@@ -147,13 +226,17 @@ def read_requirements(
 
     The lines are read with ``packaging.requirements`` (the PEP 508 parser pip and uv share); the
     file format handled is pip's: comments, ``\\`` continuations, ``${VAR}``, nested ``-r`` and
-    ``-c`` (relative to the file). Options that set where packages come from (``--index-url``,
-    ``--find-links``, ...) are refused: the stack chooses the sources. ``-e`` (editable) is not
-    supported. Every problem is a one-line UsageError naming the file and line.
+    ``-c`` (relative to the file), ``-e`` (editable) paths and URLs. A path (``./dir``,
+    ``x.whl``) or URL (``git+https://...``, ``https://.../x.whl``) with no name goes to the
+    resolver as written (paths made absolute); ``NAME @ URL`` is a PEP 508 requirement. Options
+    that set where packages come from (``--index-url``, ``--find-links``, ...) are refused: the
+    stack chooses the sources. None of these may be torch's family. Every problem is a one-line
+    UsageError naming the file and line.
     """
     env = os.environ if environ is None else environ
     reqs: list[Requirement] = []
     cons: list[Requirement] = []
+    direct: list[str] = []
     seen: set[Path] = set()
 
     def read(path: Path, constraint: bool, depth: int) -> None:
@@ -180,27 +263,35 @@ def read_requirements(
                     "from the PyTorch index, the rest from your default index): remove the line, "
                     "or set your default index with PIP_INDEX_URL / UV_DEFAULT_INDEX"
                 )
-            if opt in ("-e", "--editable"):
-                raise UsageError(
-                    f"{where}: editable requirements are not supported here; install the "
-                    "project afterwards with pip install -e, or write NAME @ file:///path"
-                )
-            if opt.startswith("-"):
+            editable = opt in ("-e", "--editable")
+            if editable and not rest:
+                raise UsageError(f"{where}: {opt} needs a path or URL")
+            if opt.startswith("-") and not editable:
                 raise UsageError(f"{where}: option {opt} is not supported in a requirement file")
-            (cons if constraint else reqs).append(_parse_line(text, where))
+            line = _direct(rest if editable else text, path.parent, editable, where)
+            if line is not None and constraint:
+                raise UsageError(f"{where}: a constraint names a version, not a path or URL")
+            if line is not None:
+                direct.append(line)
+            else:
+                (cons if constraint else reqs).append(_parse_line(text, where))
 
     for i, p in enumerate(packages):
         if p.startswith("-"):
             raise UsageError(f"{p}: not a package (give requirements, or -r FILE)")
-        reqs.append(_parse_line(p, f"package {i + 1}"))
+        line = _direct(p, Path.cwd(), False, f"package {i + 1}")
+        if line is not None:
+            direct.append(line)
+        else:
+            reqs.append(_parse_line(p, f"package {i + 1}"))
     for f in files:
         read(Path(f), False, 0)
     for r in [*reqs, *cons]:
         if canonicalize_name(r.name) in TORCH_FAMILY:
             if r.url:
                 raise UsageError(
-                    f"{r}: a direct URL for {r.name} bypasses the machine's check: choose the "
-                    "build with --torch and --variant"
+                    f"{r}: {r.name} from a URL is of torch's family, which envsetup installs as "
+                    "the build it plans: choose the build with --torch and --variant"
                 )
             if any("+" in s.version for s in r.specifier):
                 raise UsageError(
@@ -211,6 +302,7 @@ def read_requirements(
         requirements=tuple(str(r) for r in reqs if canonicalize_name(r.name) not in TORCH_FAMILY),
         constraints=tuple(str(r) for r in cons if canonicalize_name(r.name) not in TORCH_FAMILY),
         torch=tuple(family),
+        direct=tuple(dict.fromkeys(direct)),
     )
 
 
@@ -277,10 +369,24 @@ class TargetEnv:
     prefix: str = ""  # sys.prefix: where the guard lies
     installed: dict[str, str] = field(default_factory=dict)  # normalised name -> version
     fresh: bool = False  # a new environment, resolved with an interpreter of the same Python
+    platform: Optional[str] = None  # no interpreter: uv's --python-platform (profile_target)
 
     @property
     def version(self) -> str:
         return self.markers["python_full_version"]
+
+    @property
+    def label(self) -> str:
+        """The interpreter, or the Python and platform a profile names."""
+        return f"Python {self.version} on {self.platform}" if self.platform else self.python
+
+    def uv_args(self) -> list[str]:
+        """What tells ``uv pip compile`` which Python it resolves for; for a profile, envsetup's
+        own interpreter runs what must run (a source build's metadata), and uv downloads none."""
+        if self.platform:
+            return ["--python", sys.executable, "--python-version", self.version,
+                    "--python-platform", self.platform, "--no-python-downloads"]  # fmt: skip
+        return ["--python", self.python]
 
     def has(self, name: str, version: str) -> bool:
         """Whether the target has this very version of ``name`` installed."""
@@ -327,6 +433,95 @@ def target_env(python: str) -> TargetEnv:
     )
 
 
+# uv's --python-platform names for glibc Linux: the newest at or below the machine's glibc.
+_MANYLINUX = ((2, 40), (2, 39), (2, 38), (2, 37), (2, 36), (2, 35), (2, 34), (2, 33), (2, 32),
+              (2, 31), (2, 28), (2, 17))  # fmt: skip
+
+
+def uv_platform(system: Any) -> str:
+    """uv's ``--python-platform`` for a profile's system (os, arch, libc): ``x86_64-manylinux_2_36``
+    for glibc 2.36, ``aarch64-apple-darwin``, ``x86_64-pc-windows-msvc``, ...; a UsageError for
+    a platform uv cannot resolve for."""
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(str(system.arch).lower(), system.arch)
+    if system.os == "darwin":
+        return f"{arch}-apple-darwin"
+    if system.os == "windows":
+        return f"{arch}-pc-windows-msvc"
+    if system.os == "linux" and arch in ("x86_64", "aarch64"):
+        if system.libc == "musl":
+            return f"{arch}-unknown-linux-musl"
+        try:
+            have = tuple(int(x) for x in str(system.libc_version).split(".")[:2])
+        except ValueError:
+            have = (2, 28)  # unknown: what uv takes for x86_64-unknown-linux-gnu
+        ok = next((v for v in _MANYLINUX if v <= have), (2, 17))
+        return f"{arch}-manylinux_{ok[0]}_{ok[1]}"
+    raise UsageError(
+        f"the profile's platform ({system.os} {system.arch}) is not one packages can be resolved "
+        "for without its interpreter: give --python PATH on that machine"
+    )
+
+
+def profile_target(profile: Any) -> TargetEnv:
+    """The target a profile describes, with no interpreter of its kind at hand: its marker
+    environment and wheel tags from its Python and platform (a new environment: nothing
+    installed), resolved by uv with ``--python-version`` and ``--python-platform``."""
+    from packaging import tags as ptags
+
+    system, py = profile.system, profile.python
+    platform = uv_platform(system)
+    try:
+        version = Version(py.version)
+        major, minor = version.release[0], version.release[1]
+    except (InvalidVersion, IndexError):
+        raise UsageError(f"the profile's Python version {py.version!r} is not a version") from None
+    arch = platform.split("-", 1)[0]
+    if system.os == "windows":
+        plats = ["win_amd64" if arch == "x86_64" else "win_arm64"]
+        osname, sysplat, system_name = "nt", "win32", "Windows"
+        machine = "AMD64" if arch == "x86_64" else "ARM64"
+    elif system.os == "darwin":
+        m = re.match(r"(\d+)(?:\.(\d+))?", str(system.macos_version or ""))
+        mac = (int(m.group(1)), int(m.group(2) or 0)) if m else (11, 0)
+        plats = list(ptags.mac_platforms(mac, "arm64" if arch == "aarch64" else arch))
+        osname, sysplat, system_name = "posix", "darwin", "Darwin"
+        machine = "arm64" if arch == "aarch64" else arch
+    else:
+        if "musl" in platform:
+            m = re.match(r"(\d+)\.(\d+)", str(system.libc_version or "1.2"))
+            top = int(m.group(2)) if m else 2
+            plats = [f"musllinux_1_{i}_{arch}" for i in range(top, -1, -1)]
+        else:
+            glibc = int(platform.rsplit("_", 1)[1])
+            plats = [f"manylinux_2_{i}_{arch}" for i in range(glibc, 4, -1)]
+            plats += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
+        plats.append(f"linux_{arch}")
+        osname, sysplat, system_name, machine = "posix", "linux", "Linux", arch
+    abi = f"cp{major}{minor}" + ("t" if py.free_threaded else "")
+    tags = [
+        str(t)
+        for t in [
+            *ptags.cpython_tags((major, minor), [abi, "abi3", "none"], plats),
+            *ptags.compatible_tags((major, minor), f"cp{major}{minor}", plats),
+        ]
+    ]
+    full = str(version.public)
+    markers = {
+        "implementation_name": "cpython",
+        "implementation_version": full,
+        "os_name": osname,
+        "platform_machine": machine,
+        "platform_release": str(system.release or ""),
+        "platform_system": system_name,
+        "platform_version": "",
+        "python_full_version": full,
+        "platform_python_implementation": "CPython",
+        "python_version": f"{major}.{minor}",
+        "sys_platform": sysplat,
+    }
+    return TargetEnv(python="", markers=markers, tags=tuple(tags), fresh=True, platform=platform)
+
+
 # --------------------------------------------------------------------------- the record
 
 
@@ -340,9 +535,10 @@ class Locked:
     index: Optional[str] = None  # the index it was resolved from; None: the installer's default
     url: Optional[str] = None  # the file
     sha256: Optional[str] = None
-    kind: str = "wheel"  # wheel | sdist
+    kind: str = "wheel"  # wheel | sdist | directory (a local project) | vcs (a git commit)
     requested: bool = False  # a user requirement or a torch-family pin
     installed: bool = False  # the target has this very version already: the install leaves it
+    editable: bool = False  # a local project installed in place (-e)
 
 
 @dataclass(frozen=True)
@@ -359,7 +555,7 @@ class BuildNeed:
 class Stack:
     plan: Plan  # the torch build, after the requirements' constraints
     packages: tuple[Locked, ...]
-    resolver: str  # uv | pip
+    resolver: str  # uv (a record from before envsetup depended on uv may say pip)
     python: str  # the target interpreter
     requirements: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()
@@ -371,6 +567,7 @@ class Stack:
     notes: tuple[str, ...] = ()  # e.g. why torch is not the newest valid build
     seconds: float = 0.0
     schema_version: int = STACK_SCHEMA_VERSION
+    direct: tuple[str, ...] = ()  # the user's path and URL requirements, as given to uv
 
     def package(self, name: str) -> Optional[Locked]:
         n = canonicalize_name(name)
@@ -384,7 +581,7 @@ class Stack:
         --no-deps --require-hashes -r``); packages with no known URL by exact version."""
         lines = [f"# {self.resolver}-resolved by envsetup for {self.python}"]
         for p in self.packages:
-            line = f"{p.name} @ {p.url.split('#', 1)[0]}" if p.url else f"{p.name}=={p.version}"
+            line = _reference(p) if p.url else f"{p.name}=={p.version}"
             if p.sha256:
                 line += f" --hash=sha256:{p.sha256}"
             lines.append(line)
@@ -438,7 +635,8 @@ class Stack:
         (pip keeps the candidates whose hash matches, uv checks them)."""
         hashed = all(p.sha256 for p in packages)
         lines = [
-            f"{p.name}=={p.version}" + (f" --hash=sha256:{p.sha256}" if hashed else "")
+            (_reference(p) if p.source == "url" else f"{p.name}=={p.version}")
+            + (f" --hash=sha256:{p.sha256}" if hashed else "")
             for p in packages
         ]
         return "".join(f"{ln}\n" for ln in lines)
@@ -450,8 +648,11 @@ class Stack:
         lines = ['lock-version = "1.0"', 'created-by = "envsetup"', ""]
         for p in packages:
             if not p.url:
-                raise StackError(f"{p.name} {p.version} was resolved without a file URL: resolve "
-                                 "with uv, or install with --installer pip")  # fmt: skip
+                raise StackError(f"{p.name} {p.version} was resolved without a file URL: plan "
+                                 "again")  # fmt: skip
+            if p.kind in ("directory", "vcs"):
+                lines += ["[[packages]]", f"name = {_toml_str(p.name)}", _direct_entry(p), ""]
+                continue
             url = p.url.split("#", 1)[0]
             hashes = f", hashes = {{ sha256 = {_toml_str(p.sha256)} }}" if p.sha256 else ""
             entry = f"{{ url = {_toml_str(url)}{hashes} }}"
@@ -489,6 +690,33 @@ class Stack:
         )
 
 
+def _reference(p: Locked) -> str:
+    """A direct reference as pip and uv read it in a requirements file."""
+    url = (p.url or "").split("#", 1)[0]
+    if p.editable and url.startswith("file:"):
+        return f"-e {_file_path(url)}"
+    return f"{p.name} @ {url}"
+
+
+def _file_path(url: str) -> str:
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    return url2pathname(urlsplit(url).path)
+
+
+def _direct_entry(p: Locked) -> str:
+    """A local project or a git commit as a pylock.toml package's source."""
+    url = p.url or ""
+    if p.kind == "vcs":
+        kind, _, rest = url.partition("+")
+        where, _, commit = rest.rpartition("@")
+        fields = f"type = {_toml_str(kind)}, url = {_toml_str(where)}"
+        return f"vcs = {{ {fields}, commit-id = {_toml_str(commit)} }}"
+    editable = "true" if p.editable else "false"
+    return f"directory = {{ path = {_toml_str(_file_path(url))}, editable = {editable} }}"
+
+
 @dataclass(frozen=True)
 class _StackShape:
     """Stack's fields for from_dict (the plan is read by Plan.from_dict)."""
@@ -507,6 +735,7 @@ class _StackShape:
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
     schema_version: int = STACK_SCHEMA_VERSION
+    direct: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- torch constraints
@@ -590,13 +819,22 @@ class _Meta:
 
         self.source = open_source(url)
         self._files: dict[str, Optional[list[Any]]] = {}
+        self.broken: Optional[EnvsetupError] = None  # the first failure: no read after it
 
     def files(self, name: str) -> list[Any]:
+        if self.broken is not None:
+            raise self.broken
         if name not in self._files:
-            self._files[name] = self.source.files(name)
+            try:
+                self._files[name] = self.source.files(name)
+            except EnvsetupError as exc:
+                self.broken = exc
+                raise
         return self._files[name] or []
 
     def metadata(self, f: Any) -> Optional[str]:
+        if self.broken is not None:
+            raise self.broken
         return self.source.metadata(f)
 
     def close(self) -> None:
@@ -825,13 +1063,22 @@ class _Run:
     error: str = ""
     via: dict[str, list[str]] = field(default_factory=dict)  # diagnosis: family -> parents
     versions: dict[str, str] = field(default_factory=dict)  # diagnosis: name -> version
-    requires: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> family -> spec
 
 
-def _error_tail(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    keep = [ln for ln in lines if not ln.startswith(("hint:", "help:"))]
-    return " ".join(keep[-4:])[:800] or "no output"
+ERROR_LINES = 30  # of uv's own report, shown under envsetup's line
+
+
+def uv_error(text: str) -> str:
+    """uv's own error report (from its first ``error:`` or ``×`` line: "No solution found ...",
+    "Failed to build ...", "Failed to fetch ..."), each line indented, at most ERROR_LINES."""
+    lines = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()]
+    start = next(
+        (i for i, ln in enumerate(lines) if ln.lstrip().startswith(("error:", "×", "x "))), 0
+    )
+    keep = lines[start:]
+    if len(keep) > ERROR_LINES:
+        keep = [*keep[: ERROR_LINES - 1], f"... ({len(keep) - ERROR_LINES + 1} more lines)"]
+    return "\n".join(f"    {ln}" for ln in keep) or "    (uv wrote nothing)"
 
 
 def _family_pins(plan: Plan, extras: Mapping[str, str]) -> list[str]:
@@ -847,21 +1094,13 @@ def _pin_version(plan: Plan, pin: Any) -> str:
     return str(pin.version)
 
 
-def _uv_project(
-    deps: Sequence[str],
-    torch_index: Optional[str],
-    default_index: Optional[str],
-    family: Iterable[str],
-) -> str:
+def _uv_project(deps: Sequence[str], torch_index: Optional[str], family: Iterable[str]) -> str:
     lines = ["[project]", f"name = {_toml_str(PROJECT)}", 'version = "0"', "dependencies = ["]
     lines += [f"  {_toml_str(d)}," for d in deps]
     lines += ["]", ""]
     if torch_index:
         lines += ["[[tool.uv.index]]", 'name = "pytorch"', f"url = {_toml_str(torch_index)}"]
         lines += ["explicit = true", ""]
-    if default_index:
-        lines += ["[[tool.uv.index]]", 'name = "default"', f"url = {_toml_str(default_index)}"]
-        lines += ["default = true", ""]
     names = list(family)
     if torch_index and names:
         lines.append("[tool.uv.sources]")
@@ -874,60 +1113,78 @@ def _uv_compile(
     env: TargetEnv,
     work: Path,
     deps: Sequence[str],
-    constraints: Sequence[str],
+    user: UserRequirements,
     torch_index: Optional[str],
     default_index: Optional[str],
     family: Sequence[str],
     *,
     diagnose: bool = False,
+    offline: bool = False,
 ) -> _Run:
+    """``uv pip compile``: the project (torch pins bound to the PyTorch index, the user's named
+    requirements) and the user's path and URL requirements, for the target's Python.
+    ``offline``: the default index did not answer, so uv tries once, without retries."""
     from envsetup import proc
 
     work.mkdir(parents=True, exist_ok=True)
-    (work / "pyproject.toml").write_text(
-        _uv_project(deps, torch_index, default_index, family), encoding="utf-8"
-    )
+    (work / "pyproject.toml").write_text(_uv_project(deps, torch_index, family), encoding="utf-8")
     out = "requirements.txt" if diagnose else "pylock.toml"
     # What the target has installed, as the existing output file: uv prefers those versions
     # where they fit, as a plain `uv pip install` keeps what is installed.
-    (work / out).write_text(_preferences(env, diagnose), encoding="utf-8")
-    argv = [uv, "pip", "compile", "pyproject.toml", "--python", env.python, "--no-header"]
-    argv += ["--output-file", out]
+    if env.installed:
+        (work / out).write_text(_preferences(env, diagnose), encoding="utf-8")
+    argv = [uv, "pip", "compile", "pyproject.toml"]
+    if user.direct:
+        (work / "direct.in").write_text("\n".join(user.direct) + "\n", encoding="utf-8")
+        argv.append("direct.in")
+    argv += [*env.uv_args(), "--no-header", "--output-file", out]
     if diagnose:
         argv += ["--annotation-style", "split"]
     else:
         argv.append("--quiet")
-    if constraints:
-        (work / "constraints.txt").write_text("\n".join(constraints) + "\n", encoding="utf-8")
+    if user.constraints:
+        (work / "constraints.txt").write_text("\n".join(user.constraints) + "\n", encoding="utf-8")
         argv += ["--constraints", "constraints.txt"]
-    res = proc.run(argv, timeout=600, cwd=work, env=proc.clean_env())
+    extra = {"UV_HTTP_RETRIES": "0"} if offline and "UV_HTTP_RETRIES" not in os.environ else {}
+    if default_index:  # a setting of uv's own (UV_NO_CONFIG leaves the project's out), unprinted
+        extra["UV_DEFAULT_INDEX"] = default_index
+    res = proc.run(argv, timeout=600, cwd=work, env=proc.clean_env(extra))
     run = _Run(ok=res.ok, argv=tuple(argv))
     if not res.ok:
-        run.error = res.error or _error_tail(res.stderr)
+        why = res.error or f"uv exited with status {res.returncode}"
+        run.error = uv_error(res.stderr) if res.stderr.strip() else f"    {why}"
         return run
     text = (work / out).read_text(encoding="utf-8")
     if diagnose:
         _parse_annotated(text, run)
         return run
     run.pylock = text
-    for pkg in _toml_loads(text).get("packages", []):
-        name = canonicalize_name(str(pkg["name"]))
-        wheels = pkg.get("wheels") or []
-        sd = pkg.get("sdist")
-        f = wheels[0] if wheels else (sd or {})
-        hashes = f.get("hashes") or {}
-        run.packages.append(
-            Locked(
-                name=name,
-                version=str(pkg.get("version", "")),
-                source="",
-                index=pkg.get("index"),
-                url=f.get("url"),
-                sha256=hashes.get("sha256"),
-                kind="wheel" if wheels else "sdist",
-            )
-        )
+    run.packages = [_locked(pkg) for pkg in _toml_loads(text).get("packages", [])]
     return run
+
+
+def _locked(pkg: Mapping[str, Any]) -> Locked:
+    """One package of uv's pylock.toml: from an index (a wheel or sdist file), or a direct
+    reference (an archive URL, a local directory, a git commit)."""
+    name, version = canonicalize_name(str(pkg["name"])), str(pkg.get("version", ""))
+    wheels = pkg.get("wheels") or []
+    f = wheels[0] if wheels else (pkg.get("sdist") or pkg.get("archive") or {})
+    sha = (f.get("hashes") or {}).get("sha256")
+    if "directory" in pkg:
+        d = pkg["directory"]
+        url = Path(str(d.get("path", "."))).resolve().as_uri()
+        return Locked(name, version, "url", url=url, kind="directory",
+                      editable=bool(d.get("editable")))  # fmt: skip
+    if "vcs" in pkg:
+        v = pkg["vcs"]
+        url = f"{v.get('type', 'git')}+{v.get('url')}@{v.get('commit-id')}"
+        return Locked(name, version, "url", url=url, kind="vcs")
+    at: Optional[str] = f.get("url") or (
+        Path(str(f["path"])).resolve().as_uri() if f.get("path") else None
+    )
+    kind = "wheel" if wheels or str(at).endswith(".whl") else "sdist"
+    source = "url" if "archive" in pkg else ""
+    return Locked(name, version, source, index=pkg.get("index"), url=at, sha256=sha, kind=kind)
 
 
 def _preferences(env: TargetEnv, requirements_txt: bool) -> str:
@@ -957,117 +1214,6 @@ def _parse_annotated(text: str, run: _Run) -> None:
             name = body.split(" ", 1)[0]
             if name and not name.startswith("-"):
                 run.via.setdefault(current, []).append(canonicalize_name(name))
-
-
-def _pip_prefix(python: str) -> list[str]:
-    from envsetup import proc
-
-    res = proc.run([python, "-I", "-c", "import pip"], timeout=60)
-    if res.ok:
-        return [python, "-m", "pip"]
-    return [sys.executable, "-m", "pip", "--python", python]
-
-
-def _pip_report(
-    env: TargetEnv,
-    work: Path,
-    lines: Sequence[str],
-    constraints: Sequence[str],
-    default_index: Optional[str],
-) -> _Run:
-    from envsetup import proc
-
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    report = work / "report.json"
-    # Not --ignore-installed: pip keeps what the target has where it fits (and leaves it out of
-    # the report), as the install itself will; but for a new environment.
-    argv = [*_pip_prefix(env.python), "install", "--dry-run", "--quiet"]
-    if env.fresh:
-        argv.append("--ignore-installed")
-    argv += ["--report", str(report), "-r", str(work / "requirements.txt")]
-    if default_index:
-        argv += ["--index-url", default_index]
-    if constraints:
-        (work / "constraints.txt").write_text("\n".join(constraints) + "\n", encoding="utf-8")
-        argv += ["--constraint", str(work / "constraints.txt")]
-    res = proc.run(argv, timeout=1800, env=proc.clean_env(_guard_lifted(env)))
-    run = _Run(ok=res.ok, argv=tuple(argv))
-    if not res.ok:
-        run.error = res.error or _error_tail(res.stderr + "\n" + res.stdout)
-        return run
-    data = json.loads(report.read_text(encoding="utf-8"))
-    for item in data.get("install", []):
-        md = item.get("metadata") or {}
-        name = canonicalize_name(str(md.get("name", "")))
-        info = item.get("download_info") or {}
-        archive = info.get("archive_info") or {}
-        hashes = archive.get("hashes") or {}
-        sha = hashes.get("sha256")
-        if sha is None and str(archive.get("hash", "")).startswith("sha256="):
-            sha = str(archive["hash"])[7:]
-        url = info.get("url")
-        kind = "wheel" if url and url.split("#", 1)[0].endswith(".whl") else "sdist"
-        run.packages.append(
-            Locked(
-                name=name,
-                version=str(md.get("version", "")),
-                source="url" if item.get("is_direct") else "",
-                url=url,
-                sha256=sha,
-                kind=kind,
-                requested=bool(item.get("requested")),
-            )
-        )
-        run.versions[name] = str(md.get("version", ""))
-        fam: dict[str, str] = {}
-        for r in md.get("requires_dist") or []:
-            try:
-                req = Requirement(r)
-            except InvalidRequirement:
-                continue
-            n = canonicalize_name(req.name)
-            if n in TORCH_FAMILY and (req.marker is None or req.marker.evaluate(env.markers)):
-                fam[n] = str(req.specifier)
-        if fam:
-            run.requires[name] = fam
-    return run
-
-
-def _guard_lifted(env: TargetEnv) -> dict[str, str]:
-    """pip's environment for a resolve in a guarded target: the guard's constraint left out
-    (envsetup's own install lifts it), the other constraints kept."""
-    from envsetup.guard import GUARD_FILE, pip_env_without_guard
-
-    if not env.prefix or not (Path(env.prefix) / GUARD_FILE).is_file():
-        return {}
-    return pip_env_without_guard(env.python, Path(env.prefix))
-
-
-def choose_wheel(files: Sequence[Any], version: str, env: TargetEnv, local: Optional[str]) -> Any:
-    """The wheel of ``version`` that the target takes first (its best tag), from an index
-    listing; ``local`` prefers that local label when the version has none written."""
-    rank = {t: i for i, t in enumerate(env.tags)}
-    tags = set(env.tags)
-    want = Version(version)
-    best: Optional[tuple[tuple[int, int], Any]] = None
-    for f in files:
-        if f.kind != "wheel" or not _compatible(f, env, tags):
-            continue
-        try:
-            v = Version(f.version)
-        except InvalidVersion:
-            continue
-        if want.local is not None:
-            if v != want:
-                continue
-        elif v.public != want.public:
-            continue
-        label_rank = 0 if (want.local is not None or v.local == local) else 1
-        key = (label_rank, min(rank[t] for t in f.tags if t in rank))
-        if best is None or key < best[0]:
-            best = (key, f)
-    return best[1] if best else None
 
 
 # --------------------------------------------------------------------------- the whole
@@ -1125,41 +1271,34 @@ def resolve_stack(
     table: Any,
     user: UserRequirements,
     *,
-    python: str,
-    resolver: Optional[str] = None,
+    python: Optional[str],
     default_index: Optional[str] = None,
     torch_index: Optional[str] = None,
     work_dir: Optional[Path] = None,
     fresh: bool = False,
 ) -> Stack:
-    """Resolve ``user``'s requirements with this machine's torch build, for ``python``.
+    """Resolve ``user``'s requirements with this machine's torch build, by uv, for ``python``
+    (None: for the profile's Python and platform, with no interpreter of that kind at hand).
 
     ``request`` is the torch request (``--torch``, ``--variant``, ``--with``); the user's own
-    torch-family requirements narrow it. ``resolver`` is ``uv`` or ``pip`` (None: uv when
-    found). ``default_index`` is the index for everything but the torch family (None: the
-    installer's own default, as its configuration says); ``torch_index`` replaces the plan's
-    PyTorch variant index (``install --index-url``). ``fresh``: the set is for a new environment
-    of ``python``'s version (a venv yet to be made): what ``python`` has installed is not
-    looked at. Raises NoBuildError (exit 4) when no valid
-    build fits the requirements, StackError (exit 1) when the resolver finds no set for another
-    reason, UsageError for a bad requirement.
+    torch-family requirements narrow it. ``default_index`` is the index for everything but the
+    torch family (None: uv's own default, as its configuration says); ``torch_index`` replaces
+    the plan's PyTorch variant index (``install --index-url``). ``fresh``: the set is for a new
+    environment of ``python``'s version (a venv yet to be made): what ``python`` has installed
+    is not looked at. A resolve longer than a second shows its progress on stderr. Raises
+    NoBuildError (exit 4) when no valid build fits the requirements, StackError (exit 1, with
+    uv's own report) when uv finds no set for another reason, UsageError for a bad requirement.
     """
     from envsetup.index import default_index_url
     from envsetup.resolve import resolve
 
     start = time.monotonic()
-    chosen = resolver or ("uv" if find_uv() else "pip")
-    if chosen not in RESOLVERS:
-        raise UsageError(f"resolver {chosen!r}: choose uv or pip")
-    uv = find_uv() if chosen == "uv" else None
-    if chosen == "uv" and uv is None:
-        raise UsageError("uv is not installed: install it (pip install uv) or resolve with pip")
-    env = target_env(python)
+    uv = find_uv()
+    if uv is None:
+        raise UsageError("uv is not found (envsetup resolves with it): pip install uv")
+    env = target_env(python) if python else profile_target(profile)
     if fresh:
         env = replace(env, prefix="", installed={}, fresh=True)
-    notes: list[str] = []
-
-    specs = _user_specs(user, env.markers)
     wants = {canonicalize_name(Requirement(t).name) for t in user.torch}
     request = replace(
         request,
@@ -1167,21 +1306,107 @@ def resolve_stack(
         audio=request.audio or "torchaudio" in wants,
     )
     base = resolve(profile, request, table)  # the machine's valid builds for --torch/--variant
-    meta_url = default_index or default_index_url()
+    with _progress(_summary(user), env.label):
+        return _resolve(profile, request, table, user, env, uv, base, start, default_index or None,
+                        torch_index, work_dir, default_index or default_index_url())  # fmt: skip
+
+
+def _index_for_uv(url: str) -> Optional[str]:
+    """The default index envsetup reads (``PIP_INDEX_URL``, pip's configuration) for uv, which
+    reads neither, so that pip installs from the index the set was resolved from; None where uv
+    has a setting of its own, or where it is the index client's default."""
+    from pypi_simple import PYPI_SIMPLE_ENDPOINT
+
+    if os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL"):
+        return None
+    return None if url.rstrip("/") == str(PYPI_SIMPLE_ENDPOINT).rstrip("/") else url
+
+
+def _summary(user: UserRequirements) -> str:
+    names = [*(Requirement(r).name for r in user.requirements[:3]), *user.direct[:3]][:3]
+    more = len(user.requirements) + len(user.direct) - len(names)
+    shown = ", ".join(names) + (f" and {more} more" if more else "")
+    return f"{shown or 'torch'} with torch"
+
+
+def _progress(what: str, where: str) -> Any:
+    """Progress of a resolve on stderr once it has taken a second: a rich status with the
+    elapsed seconds on a terminal; elsewhere one line when it ends."""
+    import contextlib
+    import threading
+
+    @contextlib.contextmanager
+    def show() -> Any:
+        start, done = time.monotonic(), threading.Event()
+        text = f"resolving {what} for {where} (uv)"
+        tty = sys.stderr.isatty() if hasattr(sys.stderr, "isatty") else False
+
+        def spin() -> None:
+            if done.wait(1.0):
+                return
+            from rich.console import Console
+
+            with Console(stderr=True).status(text) as status:
+                while not done.wait(0.2):
+                    status.update(f"{text}: {time.monotonic() - start:.0f} s")
+
+        thread = threading.Thread(target=spin, daemon=True) if tty else None
+        if thread is not None:
+            thread.start()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            done.set()
+            if thread is not None:
+                thread.join()
+            took = time.monotonic() - start
+            if not tty and took >= 1.0:
+                word = text.replace("resolving", "resolved" if ok else "could not resolve", 1)
+                sys.stderr.write(f"envsetup: {word} in {took:.1f} s\n")
+                sys.stderr.flush()
+
+    return show()
+
+
+def _resolve(
+    profile: Any,
+    request: Request,
+    table: Any,
+    user: UserRequirements,
+    env: TargetEnv,
+    uv: str,
+    base: Plan,
+    start: float,
+    default_index: Optional[str],
+    torch_index: Optional[str],
+    work_dir: Optional[Path],
+    meta_url: str,
+) -> Stack:
+    from envsetup.resolve import resolve
+
+    notes: list[str] = []
+    specs = _user_specs(user, env.markers)
+    uv_index = default_index or _index_for_uv(meta_url)
     meta: Optional[_Meta] = _Meta(meta_url)
+    offline: Optional[str] = None  # why the default index cannot be read
     try:
         try:
+            # one read first: an index that does not answer is known at once, not per line
+            if meta is not None and user.requirements:
+                meta.files(canonicalize_name(Requirement(user.requirements[0]).name))
             direct = _direct_constraints(meta, user.requirements, env) if meta else []
-        except EnvsetupError as exc:  # the index cannot be read here: the resolver will say
+        except EnvsetupError as exc:  # the index cannot be read here: uv will say
             notes.append(f"the requirements' torch pins were not read first: {exc.message}")
-            direct, meta = [], None
+            direct, meta, offline = [], None, exc.message
         plan = _constrained(profile, request, table, base, specs, direct, env, meta, notes)
         extras = _family_extras(user)
         work = Path(tempfile.mkdtemp(prefix="envsetup-stack-", dir=work_dir))
         try:
             for attempt in range(3):
-                run = _attempt(chosen, uv, env, work / f"try{attempt}", plan, user, extras,
-                               torch_index, default_index)  # fmt: skip
+                run = _attempt(uv, env, work / f"try{attempt}", plan, user, extras, torch_index,
+                               uv_index, offline is not None)  # fmt: skip
                 if run.ok:
                     pulled = _pulled_companions(run, plan)
                     if not pulled:
@@ -1203,13 +1428,18 @@ def resolve_stack(
                         "PyTorch index too"
                     )
                     continue
-                culprits = _diagnose(chosen, uv, env, work / f"why{attempt}", user, default_index,
-                                     meta)  # fmt: skip
+                culprits = (
+                    []
+                    if offline
+                    else _diagnose(uv, env, work / f"why{attempt}", user, uv_index, meta)
+                )
                 bad = _excluding(culprits, plan)
+                if offline:
+                    raise StackError(f"{offline}; uv says:\n{run.error}")
                 if not bad:
                     raise StackError(
-                        f"the requirements cannot be resolved with torch "
-                        f"{plan.local_version or plan.torch}: {run.error}"
+                        f"uv found no set for {_summary(user)} "
+                        f"{plan.local_version or plan.torch} ({env.label}); uv says:\n{run.error}"
                     )
                 new_specs = dict(specs)
                 for c in culprits:
@@ -1227,11 +1457,10 @@ def resolve_stack(
                 )
                 plan, specs = new, new_specs
             else:
-                raise StackError(f"the requirements could not be resolved: {run.error}")
+                raise StackError(f"uv found no set for {_summary(user)}; uv says:\n{run.error}")
             packages = _label(run.packages, plan, user, torch_index, default_index, env)
-            packages = _satisfied_pins(packages, plan, env, torch_index)
             _check_trap(packages, plan)
-            builds = build_needs(packages, plan, run, env, meta)
+            builds = build_needs(packages, plan, env, meta)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     finally:
@@ -1240,8 +1469,8 @@ def resolve_stack(
     return Stack(
         plan=plan,
         packages=tuple(packages),
-        resolver=chosen,
-        python=python,
+        resolver="uv",
+        python=env.label,
         requirements=user.requirements,
         constraints=user.constraints,
         torch_index=torch_index or plan.index_url,
@@ -1251,6 +1480,7 @@ def resolve_stack(
         builds=tuple(builds),
         notes=tuple(dict.fromkeys(notes)),
         seconds=round(time.monotonic() - start, 3),
+        direct=user.direct,
     )
 
 
@@ -1285,8 +1515,7 @@ def _constrained(
 
 
 def _attempt(
-    chosen: str,
-    uv: Optional[str],
+    uv: str,
     env: TargetEnv,
     work: Path,
     plan: Plan,
@@ -1294,40 +1523,14 @@ def _attempt(
     extras: Mapping[str, str],
     torch_index: Optional[str],
     default_index: Optional[str],
+    offline: bool,
 ) -> _Run:
     index = torch_index or plan.index_url
     pins = _family_pins(plan, extras)
-    if chosen == "uv":
-        assert uv is not None
-        return _uv_compile(
-            uv, env, work, [*pins, *user.requirements], user.constraints, index, default_index,
-            [p.name for p in plan.pins] if index else [],
-        )  # fmt: skip
-    lines = list(pins)
-    if index:
-        lines = _direct_pins(plan, index, env, extras)
-    return _pip_report(env, work, [*lines, *user.requirements], user.constraints, default_index)
-
-
-def _direct_pins(plan: Plan, index: str, env: TargetEnv, extras: Mapping[str, str]) -> list[str]:
-    """``torch @ URL#sha256=...`` for each pin: the exact wheel of the variant index."""
-    from envsetup.index import Index
-
-    local = (plan.local_version or "").partition("+")[2] or None
-    out = []
-    with Index(index) as idx:
-        for p in plan.pins:
-            version = _pin_version(plan, p)
-            files = idx.files(p.name) or []
-            f = choose_wheel(files, version, env, local)
-            if f is None:
-                raise StackError(
-                    f"the index {idx.display} has no {p.name} {version} wheel for "
-                    f"{env.python} (Python {env.version}): check the mirror, or plan again"
-                )
-            url = f.url.split("#", 1)[0] + (f"#sha256={f.sha256}" if f.sha256 else "")
-            out.append(f"{p.name}{extras.get(p.name, '')} @ {url}")
-    return out
+    return _uv_compile(
+        uv, env, work, [*pins, *user.requirements], user, index, default_index,
+        [p.name for p in plan.pins] if index else [], offline=offline,
+    )  # fmt: skip
 
 
 def _excluding(culprits: Sequence[Constrains], plan: Plan) -> list[Constrains]:
@@ -1344,8 +1547,7 @@ def _pulled_companions(run: _Run, plan: Plan) -> list[str]:
 
 
 def _diagnose(
-    chosen: str,
-    uv: Optional[str],
+    uv: str,
     env: TargetEnv,
     work: Path,
     user: UserRequirements,
@@ -1355,39 +1557,32 @@ def _diagnose(
     """Resolve the requirements with torch unpinned (a dry run, never installed) and return the
     packages that constrain the torch family."""
     out: list[Constrains] = []
-    if chosen == "uv":
-        assert uv is not None
-        run = _uv_compile(
-            uv, env, work, list(user.requirements), user.constraints, None, default_index, [],
-            diagnose=True,
-        )  # fmt: skip
-        if not run.ok or meta is None:
-            return out
-        parents = sorted({p for ps in run.via.values() for p in ps if p in run.versions})
+    run = _uv_compile(
+        uv, env, work, list(user.requirements), user, None, default_index, [], diagnose=True
+    )
+    if not run.ok or meta is None:
+        return out
+    parents = sorted({p for ps in run.via.values() for p in ps if p in run.versions})
 
-        def read(name: str) -> list[Constrains]:
-            assert meta is not None
-            version = run.versions[name]
-            for f in meta.files(name):
-                if f.version == version or _same(f.version, version):
-                    text = meta.metadata(f)
-                    if text:
-                        fam = family_requirements(text, env.markers)
-                        return [
-                            Constrains(name, version, k, str(s)) for k, s in fam.items() if str(s)
-                        ]
-                    break
+    def read(name: str) -> list[Constrains]:
+        assert meta is not None
+        version = run.versions[name]
+        try:
+            files = meta.files(name)
+        except EnvsetupError:
             return []
+        for f in files:
+            if f.version == version or _same(f.version, version):
+                text = meta.metadata(f)
+                if text:
+                    fam = family_requirements(text, env.markers)
+                    return [Constrains(name, version, k, str(s)) for k, s in fam.items() if str(s)]
+                break
+        return []
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for cs in pool.map(read, parents):
-                out.extend(cs)
-        return out
-    run = _pip_report(env, work, list(user.requirements), user.constraints, default_index)
-    if not run.ok:
-        return out
-    for name, fam in sorted(run.requires.items()):
-        out += [Constrains(name, run.versions[name], k, s) for k, s in fam.items() if s]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for cs in pool.map(read, parents):
+            out.extend(cs)
     return out
 
 
@@ -1422,29 +1617,11 @@ def _label(
                 p,
                 source=source,
                 index=where,
-                requested=p.name in asked | pinned,
+                requested=p.name in asked | pinned or p.source == "url",
                 installed=env.has(p.name, p.version),
             )
         )
     return sorted(out, key=lambda p: (p.name not in TORCH_FAMILY, p.name))
-
-
-def _satisfied_pins(
-    packages: list[Locked], plan: Plan, env: TargetEnv, torch_index: Optional[str]
-) -> list[Locked]:
-    """The torch-family pins pip left out of its report because the target has them at the
-    planned build already, recorded as installed."""
-    from envsetup.install.target import wanted
-
-    have = {p.name for p in packages}
-    index = torch_index or plan.index_url
-    extra = [
-        Locked(name=n, version=env.installed[n], source="pytorch" if index else "index",
-               index=index, requested=True, installed=True)
-        for n, v in wanted(plan).items()
-        if n not in have and env.has(n, v)
-    ]  # fmt: skip
-    return sorted([*packages, *extra], key=lambda p: (p.name not in TORCH_FAMILY, p.name))
 
 
 def _check_trap(packages: Sequence[Locked], plan: Plan) -> None:
@@ -1461,15 +1638,15 @@ def _check_trap(packages: Sequence[Locked], plan: Plan) -> None:
 
 
 def build_needs(
-    packages: Sequence[Locked], plan: Plan, run: _Run, env: TargetEnv, meta: Optional[_Meta]
+    packages: Sequence[Locked], plan: Plan, env: TargetEnv, meta: Optional[_Meta]
 ) -> list[BuildNeed]:
     """The packages with no wheel for the target, and what building them needs."""
     out = []
     for p in packages:
         if p.kind != "sdist":
             continue
-        against = "torch" in run.requires.get(p.name, {})
-        if not against and meta is not None:
+        against = False
+        if meta is not None:
             try:
                 for f in meta.files(p.name):
                     if f.kind == "sdist" and _same(f.version, p.version):

@@ -100,16 +100,14 @@ def _resolve_stack(
     index_url: Optional[str],
 ) -> Stack:
     """The whole set for ``info`` (``python`` runs the resolve: the target itself, or the
-    interpreter a new venv is made from), by the resolver of the installer that will install it."""
+    interpreter a new venv is made from), by uv, once the installer is known to fit."""
     from envsetup.install import sources as srcmod
     from envsetup.stack import resolve_stack
 
     base = resolver(request.torch, request.variant, request.vision, request.audio)
-    chosen = registry.choose(installer, base, info, srcmod.for_stack(base, index_url, None),
-                             stack=True)  # fmt: skip
+    registry.choose(installer, base, info, srcmod.for_stack(base, index_url, None), stack=True)
     return resolve_stack(
-        resolver.profile, request, resolver.table, user, python=python,
-        resolver=registry.resolver(chosen.backend), torch_index=index_url,
+        resolver.profile, request, resolver.table, user, python=python, torch_index=index_url,
         fresh=not info.exists,
     )  # fmt: skip
 
@@ -381,6 +379,10 @@ def install(
         from envsetup.stack import read_requirements
 
         user = read_requirements(packages or (), requirement or ())
+    if user is not None and user.empty:  # a file that names nothing: torch alone
+        sys.stderr.write("envsetup: the requirements name no package: torch alone\n")
+        user = None
+    if user is not None:
         if plan_file:
             raise UsageError(
                 "--plan-file fixes the torch build alone; with packages, give --torch and "
@@ -425,7 +427,7 @@ def install(
         wanted: tuple[str, ...] = ()
         if user is not None:
             stack = stack_for(target_info(target, new_venv))
-            plan, wanted = stack.plan, user.requirements
+            plan, wanted = stack.plan, user.for_export(export)
         text = do_export(plan, export, index_url, houses, wanted)
         if output:
             from envsetup import secrets

@@ -72,8 +72,8 @@ def _check_interpreter(prof: Any, plan: Any, python: str, label: str) -> None:
         raise UsageError(
             f"--profile {label} is {plan.platform} with Python {plan.python}, and {python} is "
             f"{info.platform} with Python {info.minor}: resolving packages needs an interpreter "
-            "of that kind (--python PATH); or write the project for uv to lock there: "
-            "--export uv"
+            "of that kind (--python PATH), or leave --python out to resolve for the profile's "
+            "Python and platform"
         )
 
 
@@ -150,6 +150,11 @@ def plan_command(
         from envsetup.stack import read_requirements
 
         user = read_requirements(packages or (), requirement or ())
+        if user.empty:  # a file that names nothing: the plan of torch alone
+            sys.stderr.write("envsetup: the requirements name no package: torch alone\n")
+            user = None
+        elif export:
+            user.for_export(export)  # before any resolve: one a file cannot hold
     machines = (
         [(str(f), load_profile(f)) for f in files]
         if files
@@ -169,12 +174,12 @@ def plan_command(
         if user is not None:
             from envsetup.stack import resolve_stack
 
-            if files:  # another machine's file: resolved in an interpreter of its kind
-                from envsetup.target import resolve_python
-
-                target = resolve_python(python) if python else sys.executable
-                _check_interpreter(prof, plan, target, label)
-            stack = resolve_stack(prof, request, table, user, python=target)
+            resolve_in: Optional[str] = target
+            if files:  # another machine's file: for its Python and platform, or in --python
+                resolve_in = target if python else None
+                if python:
+                    _check_interpreter(prof, plan, target, label)
+            stack = resolve_stack(prof, request, table, user, python=resolve_in)
             plan = stack.plan
     except EnvsetupError as exc:
         if as_json:
@@ -188,10 +193,10 @@ def plan_command(
     if export is not None:
         from envsetup.install.export import export as do_export
 
-        wanted = user.requirements if user is not None else ()
+        wanted = user.for_export(export) if user is not None else ()
         _write(do_export(plan, export, None, (), wanted, label=label), output)
         return
-    commands = direct_commands(plan, target, user.requirements if user is not None else ())
+    commands = direct_commands(plan, target, user.arguments if user is not None else ())
     if as_json:
         doc = {"plan": plan.to_dict(), "commands": commands}
         if stack is not None:
@@ -236,7 +241,7 @@ def _export_machines(
             narrowed_plan(prof, request, table, user) if user else do_resolve(prof, request, table)
         )
         out.append(Machine(Path(label).name, prof, plan))
-    export = uv_project(out, user.requirements if user else ())
+    export = uv_project(out, user.for_export("uv") if user else ())
     for note in export.notes:
         sys.stderr.write(f"envsetup: {note}\n")
     _write(export.text, output)

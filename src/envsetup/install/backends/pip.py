@@ -15,7 +15,7 @@ so a failed download leaves the target as it was, and nothing is paid twice. Whe
 the torch sources, then installed from those very files while pip fetches their dependencies
 from the rest.
 
-A stack (resolved by pip: :mod:`envsetup.stack`) is one ``pip install --no-deps -r stack.txt`` of
+A stack (resolved by uv: :mod:`envsetup.stack`) is one ``pip install --no-deps -r stack.txt`` of
 every package it changes as ``name==version --hash=sha256:...``, the default index as pip's
 configuration has it (as the resolve read it) and the PyTorch index as an extra index: the
 hashes make pip take those very files, and only the variant index has the pins' local versions.
@@ -76,7 +76,7 @@ class Pip:
     summary = "pip: the target's own pip (or envsetup's, pointed at the target)"
     default_when = "pip"
     export_name = "requirements"
-    resolver = "pip"
+    resolver = "uv"  # a stack it installs is resolved by uv (envsetup.stack), pinned here
 
     def find(self, target: TargetInfo) -> Tool:
         from envsetup.install.backends._base import Tool

@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -42,21 +41,16 @@ PYLOCK = {"UV_PREVIEW_FEATURES": "pylock"}
 
 
 def find_uv() -> Optional[str]:
-    """The uv binary: on PATH, next to our interpreter, or from the ``uv`` package."""
-    found = shutil.which("uv")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "uv"
-    if beside.is_file():
-        return str(beside)
+    """The uv binary: the ``uv`` package's (a dependency of envsetup: its wheel carries the
+    binary), else the one on PATH."""
     if importlib.util.find_spec("uv") is not None:
         try:
             from uv import find_uv_bin  # type: ignore[import-not-found,unused-ignore]
 
             return str(find_uv_bin())
-        except Exception:
-            return None
-    return None
+        except Exception:  # the package without its binary (a broken or partial install)
+            pass
+    return shutil.which("uv")
 
 
 def source_args(sources: tuple[Source, ...]) -> list[str]:
