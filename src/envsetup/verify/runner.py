@@ -259,9 +259,10 @@ def run_checks(
 ) -> tuple[list[Any], Optional[str]]:
     """Run the named checks; returns the results (in ``names`` order) and the inductor cache
     directory used (None when it was a temporary one, removed again)."""
-    from envsetup.verify import CheckResult
+    from envsetup.verify import OFFLINE_ENV, CheckResult
 
     full_env = proc.clean_env(extra=env)
+    full_env.update(OFFLINE_ENV)
     cache, temporary = inductor_cache(python, full_env)
     full_env["TORCHINDUCTOR_CACHE_DIR"] = cache
     out = _Collector(plan, on_result)
