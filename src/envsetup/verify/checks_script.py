@@ -771,19 +771,22 @@ def stack_libraries():
         if not key or key in seen:
             continue
         seen.add(key)
-        if key in STACK_ROOTS and key == "torch":
+        if key == "torch":
             continue
         wants = set(requirement_name(r) for r in dist.requires or [])
         if not wants.intersection(STACK_ROOTS):
             continue
+        named = top_modules(dist)
         modules = []
-        for m in top_modules(dist):
+        for m in named:
             try:
                 if importlib.util.find_spec(m) is not None:
                     modules.append(m)
             except (ImportError, ValueError):
                 modules.append(m)  # the import itself will say what is wrong
-        found.append((name, dist.version, modules, has_compiled(dist)))
+        # A stale name in top_level.txt is passed over; none found at all is a broken install,
+        # and the import says so.
+        found.append((name, dist.version, modules or named, has_compiled(dist)))
     found.sort(key=lambda x: canonical(x[0]))
     return found
 
@@ -814,7 +817,10 @@ class StackChild:
             for line in self.proc.stdout:
                 if line.startswith(STACK_MARK):
                     with contextlib.suppress(ValueError):
-                        self.lines.put(json.loads(line[len(STACK_MARK) :]))
+                        event = json.loads(line[len(STACK_MARK) :])
+                        if event.get("event") == "start":
+                            self.tail = []  # only what this import printed explains its end
+                        self.lines.put(event)
                 elif line.strip():
                     self.tail = [*self.tail, line.strip()][-5:]
         finally:
@@ -923,6 +929,11 @@ BROKEN_BUILD = ("undefined symbol", "symbol not found", "dll load failed", "proc
 
 def stack_advice(torch, name, version, error, compiled):
     tv = torch.__version__
+    if error.startswith("ModuleNotFoundError"):
+        return "reinstall it with what it needs (pip install --force-reinstall %s==%s)" % (
+            name,
+            version,
+        )
     if compiled or any(w in error.lower() for w in BROKEN_BUILD):
         return (
             "install the %s build made for torch %s (%s), or rebuild it against this torch "
@@ -960,7 +971,7 @@ def check_stack(st):
         what = "import %s" % m
         if kind == "hung":
             problems.append(
-                "%s %s: %s %s; find what it waits on (python -X importtime -c 'import %s'), "
+                '%s %s: %s %s; see where it stops with python -X importtime -c "import %s", '
                 "or reinstall it" % (name, version, what, detail, m)
             )
         elif kind == "unchecked":
@@ -990,6 +1001,7 @@ def check_stack(st):
 # (the label is a function of the input) and seeded, so the loss falls every time.
 WL_VOCAB, WL_SEQ, WL_MARKER = 128, 32, 5  # a sequence is positive when it holds the marker
 WL_BATCH, WL_STEPS, WL_EVAL = 16, 60, 64
+HF_OFFLINE = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")  # set by envsetup
 
 
 def wl_tokens(torch, n, gen):
@@ -1298,6 +1310,7 @@ def check_workload(st):
         "pin_memory": dev == "cuda",
         "checkpoint_mib": size_mib,
         "budget_s": budget,
+        "offline": {k: os.environ.get(k) for k in HF_OFFLINE},
         "stopped_by_budget": stopped,
         "seconds": time.monotonic() - t0,
     }
