@@ -52,9 +52,9 @@ def verify(
         help="--distributed: ranks on this machine (default: one per GPU, or 2).",
     ),
 ) -> None:
-    """Prove the PyTorch stack works: import, versions, the libraries built on torch, device,
-    tensor ops, autograd, cuDNN, mixed precision and torch.compile, each in the target
-    interpreter with a timeout. Exit 0 when every check passes, 1 when one fails."""
+    """Prove the PyTorch stack works: import, versions, device, tensor ops, autograd, cuDNN,
+    mixed precision, torch.compile and the import of every library built on torch, each in the
+    target interpreter with a timeout. Exit 0 when every check passes, 1 when one fails."""
     from envsetup.errors import EXIT_FAIL, EXIT_OK, UsageError
     from envsetup.plan import read_plan_file
     from envsetup.target import check_python, resolve_python
