@@ -103,6 +103,13 @@ def _hang_and_crash(torch_venv: Path, root: Path) -> Path:
                 "segfaults/__init__.py": b"import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
             },
         ),
+        build_wheel(
+            root / "wheels",
+            "needsvision",
+            "0.3",
+            requires=["torchvision>=0.20"],
+            files={"needsvision/__init__.py": b"import torchvision\n"},
+        ),
         good_wheel(root / "wheels"),
     ]
     py = layered_venv(root / "venv", torch_venv)
@@ -111,7 +118,7 @@ def _hang_and_crash(torch_venv: Path, root: Path) -> Path:
 
 
 @pytest.mark.timeout(180)
-def test_hanging_and_crashing_imports_are_named_and_the_rest_still_checked(
+def test_hanging_crashing_and_missing_imports_are_named_and_the_rest_still_checked(
     torch_venv: Path, tmp_path: Path
 ) -> None:
     py = _hang_and_crash(torch_venv, tmp_path)
@@ -122,6 +129,10 @@ def test_hanging_and_crashing_imports_are_named_and_the_rest_still_checked(
     assert "segfaults 0.2: import segfaults failed: the interpreter was killed by SIGSEGV" in (
         stack.detail
     )
+    assert (
+        "needsvision 0.3: import needsvision failed: ModuleNotFoundError: No module named "
+        "'torchvision'; it needs torchvision, which is not installed: envsetup install --with vision"
+    ) in stack.detail
     libs: dict[str, Any] = stack.data["libraries"]
     assert libs["hangs"]["errors"]["hangs"]["kind"] == "hung"
     assert libs["segfaults"]["errors"]["segfaults"]["kind"] == "crashed"

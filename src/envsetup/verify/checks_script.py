@@ -760,23 +760,33 @@ def stack_libraries():
     """[(name, version, [modules], compiled)] of the installed distributions that require torch,
     torchvision or torchaudio (in any extra too: transformers needs torch only in its extras),
     the first of each name on sys.path, as import finds them."""
-    import importlib.metadata as md
     import importlib.util
 
+    try:
+        import importlib.metadata as md
+    except ImportError:
+        raise Skip("reading the installed distributions needs Python 3.8+") from None
     seen = set()
     found = []
     for dist in md.distributions():
-        name = dist.metadata["Name"] or ""
+        try:
+            name = dist.metadata["Name"] or ""
+            requires = dist.requires or []
+        except Exception:  # unreadable metadata: nothing to go on
+            continue
         key = canonical(name)
         if not key or key in seen:
             continue
         seen.add(key)
         if key == "torch":
             continue
-        wants = set(requirement_name(r) for r in dist.requires or [])
+        wants = set(requirement_name(r) for r in requires)
         if not wants.intersection(STACK_ROOTS):
             continue
-        named = top_modules(dist)
+        try:
+            named = top_modules(dist)
+        except Exception:  # an unreadable RECORD
+            named = []
         modules = []
         for m in named:
             try:
@@ -877,7 +887,7 @@ def import_modules(modules, per_import, budget):
                 )
             break
         child = StackChild(pending)
-        current, started = None, time.monotonic()
+        current, started, torch_ok = None, time.monotonic(), False
         deadline = started + per_import * 2  # the interpreter's start and torch's import
         try:
             while True:
@@ -893,11 +903,12 @@ def import_modules(modules, per_import, budget):
                     results[where] = ("hung", "did not finish in %.0f s (killed)" % took, took)
                     break
                 if ev is None:  # the child died
-                    if current is None or current == "torch":
+                    if not torch_ok:
                         raise Fail(
                             "import torch in a new interpreter failed: " + child.exit_words()
                         )
-                    results[current] = ("crashed", child.exit_words(), time.monotonic() - started)
+                    lost = current or next(m for m in pending if m not in results)
+                    results[lost] = ("crashed", child.exit_words(), time.monotonic() - started)
                     break
                 kind, mod = ev.get("event"), ev.get("module")
                 if kind == "start":
@@ -905,7 +916,9 @@ def import_modules(modules, per_import, budget):
                     deadline = started + (per_import * 2 if mod == "torch" else per_import)
                 elif kind == "error" and mod == "torch":
                     raise Fail("import torch in a new interpreter failed: " + str(ev.get("error")))
-                elif kind in ("ok", "error") and mod != "torch":
+                elif kind == "ok" and mod == "torch":
+                    torch_ok = True
+                elif kind in ("ok", "error"):
                     results[mod] = (kind, str(ev.get("error") or ""), time.monotonic() - started)
                     current = None
                 elif kind == "done":
@@ -929,6 +942,13 @@ BROKEN_BUILD = ("undefined symbol", "symbol not found", "dll load failed", "proc
 
 def stack_advice(torch, name, version, error, compiled):
     tv = torch.__version__
+    m = re.match(r"ModuleNotFoundError: No module named '(torchvision|torchaudio)'", error)
+    if m:
+        extra = "vision" if m.group(1) == "torchvision" else "audio"
+        return "it needs %s, which is not installed: envsetup install --with %s" % (
+            m.group(1),
+            extra,
+        )
     if error.startswith("ModuleNotFoundError"):
         return "reinstall it with what it needs (pip install --force-reinstall %s==%s)" % (
             name,
@@ -958,9 +978,13 @@ def check_stack(st):
     problems = []
     libraries = {}
     shown = []
+    empty = []
     for name, version, mods, compiled in libs:
         info = {"version": version, "modules": mods, "compiled": compiled, "errors": {}}
         libraries[name] = info
+        if not mods:
+            empty.append("%s %s" % (name, version))
+            continue
         bad = [(m, results[m]) for m in mods if m in results and results[m][0] != "ok"]
         if not bad:
             shown.append("%s %s" % (name, version))
@@ -990,7 +1014,10 @@ def check_stack(st):
     data = {"libraries": libraries, "seconds": time.monotonic() - t}
     if problems:
         raise Fail("; ".join(problems), data)
-    return "imported %d: %s" % (len(shown), ", ".join(shown)), data
+    detail = "imported %d: %s" % (len(shown), ", ".join(shown)) if shown else "nothing imported"
+    if empty:
+        detail += "; no module to import in " + ", ".join(empty)
+    return detail, data
 
 
 # ---------------------------------------------------------------- the workload
