@@ -226,6 +226,17 @@ def _run_one(
                 if on_start is not None:
                     on_start(current)
             elif kind == "result":
+                took = float(event.get("seconds") or 0.0)
+                overran = current is not None and took > timeouts.get(current, 60.0)
+                if current is not None and overran and event.get("name") == current:
+                    limit = timeouts.get(current, 60.0)
+                    # Over its deadline by the check's own clock, though its result came before
+                    # this side looked (a check faster than this thread's wake-up): the same as
+                    # a hang caught live, so that the outcome never depends on the race.
+                    child.kill()
+                    return CheckResult(
+                        current, "fail", took, f"timed out after {limit:g} s (the check was killed)"
+                    )
                 out.add(
                     CheckResult(
                         name=str(event.get("name")),
