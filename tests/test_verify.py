@@ -69,6 +69,11 @@ def test_full_cpu_verify_passes_every_check(full_cpu: dict[str, Any]) -> None:
     assert checks["compile"]["data"]["errors"]["compiled module"] < 1e-3
     assert "inductor/C++" in checks["compile"]["detail"]
     assert checks["versions"]["detail"].startswith("torch 2.13.0")
+    # torch alone: no library requires it, and nothing else is imported.
+    assert (
+        checks["stack"]["detail"]
+        == "no installed library requires torch, torchvision or torchaudio"
+    )
 
 
 @pytest.mark.timeout(300)
@@ -78,7 +83,7 @@ def test_quick_human_output(torch_venv: Path) -> None:
     for name in QUICK_CHECKS:
         assert f"✓ {name}" in res.stdout
     assert "compile" not in res.stdout
-    assert "all checks passed: 5 passed, 0 failed, 0 skipped" in res.stdout
+    assert "all checks passed: 6 passed, 0 failed, 0 skipped" in res.stdout
     assert "Traceback" not in res.stderr
 
 
@@ -118,7 +123,7 @@ def test_broken_torch_import_names_the_cause(tmp_path: Path) -> None:
     assert res.returncode == 1, res
     assert "✗ import" in res.stdout
     assert "libcudart.so.12: cannot open shared object file" in res.stdout
-    assert "FAILED: 0 passed, 1 failed, 4 skipped" in res.stdout
+    assert "FAILED: 0 passed, 1 failed, 5 skipped" in res.stdout
     assert "Traceback" not in res.stderr
 
 
@@ -144,7 +149,7 @@ def test_hung_import_is_a_failed_check(tmp_path: Path) -> None:
     checks = {r.name: r for r in report.results}
     assert checks["import"].status == "fail"
     assert checks["import"].detail.startswith("timed out after 2 s")
-    assert [checks[n].status for n in QUICK_CHECKS[1:]] == ["skip"] * 4
+    assert [checks[n].status for n in QUICK_CHECKS[1:]] == ["skip"] * 5
     assert not report.ok
 
 

@@ -20,7 +20,18 @@ def verify(
         None, "--python", help="Target interpreter (or venv directory); default: this one."
     ),
     quick: bool = typer.Option(False, "--quick", help="Only the fast checks (used after install)."),
-    bench: bool = typer.Option(False, "--bench", help="Also measure matmul and memory throughput."),
+    bench: bool = typer.Option(
+        False,
+        "--bench",
+        help="Also measure matmul and memory throughput, and the workload's samples per second.",
+    ),
+    workload: bool = typer.Option(
+        False,
+        "--workload",
+        help="Also a short real training run on the device: a small transformers model (or a "
+        "CNN) under torch.compile, AdamW, AMP, DataLoader workers and a checkpoint reloaded; "
+        "the loss must fall. Offline: nothing is downloaded.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON report on stdout."),
     plan_file: Optional[str] = typer.Option(
         None, "--plan", help="A plan (plan --json) the installed versions must match."
@@ -42,8 +53,8 @@ def verify(
     ),
 ) -> None:
     """Prove the PyTorch stack works: import, versions, device, tensor ops, autograd, cuDNN,
-    mixed precision and torch.compile, each in the target interpreter with a timeout.
-    Exit 0 when every check passes, 1 when one fails."""
+    mixed precision, torch.compile and the import of every library built on torch, each in the
+    target interpreter with a timeout. Exit 0 when every check passes, 1 when one fails."""
     from envsetup.errors import EXIT_FAIL, EXIT_OK, UsageError
     from envsetup.plan import read_plan_file
     from envsetup.target import check_python, resolve_python
@@ -58,7 +69,9 @@ def verify(
         return
     plan = read_plan_file(plan_file, "--plan") if plan_file else None
     if as_json:
-        report = run_verify(target, device=device, quick=quick, bench=bench, plan=plan)
+        report = run_verify(
+            target, device=device, quick=quick, bench=bench, workload=workload, plan=plan
+        )
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
         raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
 
@@ -87,6 +100,7 @@ def verify(
             device=device,
             quick=quick,
             bench=bench,
+            workload=workload,
             plan=plan,
             on_result=on_result,
             on_start=on_start,
@@ -131,8 +145,9 @@ def _distributed(target: str, timeout: float, processes: Optional[int], as_json:
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAIL)
 
 
-def quick(python: Optional[str]) -> None:
-    """``envsetup verify --quick [--python PYTHON]``, for the commands that offer it (every
-    option given: typer's defaults are its own objects, not values, in a plain call)."""
-    verify(device="auto", python=python, quick=True, bench=False, as_json=False, plan_file=None,
-           distributed=False, timeout=180.0, processes=None)  # fmt: skip
+def quick(python: Optional[str], *, workload: bool = False) -> None:
+    """``envsetup verify --quick [--workload] [--python PYTHON]``, for the commands that offer
+    it (every option given: typer's defaults are its own objects, not values, in a plain call)."""
+    verify(device="auto", python=python, quick=True, bench=False, workload=workload,
+           as_json=False, plan_file=None, distributed=False, timeout=180.0,
+           processes=None)  # fmt: skip

@@ -20,9 +20,15 @@ from typing import Any, Callable, Optional
 from envsetup.plan import Plan
 
 # The order the checks run in; each later check needs "import" (and the device ones "device").
-ALL_CHECKS = ("import", "versions", "device", "tensor-ops", "autograd", "cudnn", "amp", "compile")
-QUICK_CHECKS = ("import", "versions", "device", "tensor-ops", "autograd")
+ALL_CHECKS = (
+    "import", "versions", "stack", "device", "tensor-ops", "autograd", "cudnn", "amp", "compile"
+)  # fmt: skip
+QUICK_CHECKS = ("import", "versions", "stack", "device", "tensor-ops", "autograd")
 BENCH_CHECKS = ("bench-matmul", "bench-memory")
+WORKLOAD_CHECK = "workload"  # --workload, and --bench for its samples per second
+# The Hugging Face libraries' offline switches, set for every run in the target: the stack check
+# imports them and the workload builds its model from a config; nothing may download.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 DEVICES = ("auto", "cuda", "cpu", "mps")
 
 # Seconds each check may take before it is killed. The first import of torch from a cold disk
@@ -30,6 +36,8 @@ DEVICES = ("auto", "cuda", "cpu", "mps")
 DEFAULT_TIMEOUTS: dict[str, float] = {
     "import": 180.0,
     "versions": 60.0,
+    "stack": 300.0,
+    "stack-import": 60.0,  # each library's import inside the stack check
     "device": 90.0,
     "tensor-ops": 90.0,
     "autograd": 90.0,
@@ -38,6 +46,7 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "compile": 420.0,
     "bench-matmul": 120.0,
     "bench-memory": 120.0,
+    "workload": 420.0,
 }
 
 
@@ -102,10 +111,12 @@ class VerifyReport:
         }
 
 
-def check_names(*, quick: bool = False, bench: bool = False) -> list[str]:
+def check_names(*, quick: bool = False, bench: bool = False, workload: bool = False) -> list[str]:
     names = list(QUICK_CHECKS if quick else ALL_CHECKS)
     if bench:
         names += BENCH_CHECKS
+    if workload or bench:
+        names.append(WORKLOAD_CHECK)
     return names
 
 
@@ -154,6 +165,7 @@ def run_verify(
     device: str = "auto",
     quick: bool = False,
     bench: bool = False,
+    workload: bool = False,
     plan: Optional[Plan] = None,
     expected_gpus: Optional[list[str]] = None,
     on_result: Optional[Callable[[CheckResult], None]] = None,
@@ -166,14 +178,15 @@ def run_verify(
     ``expected_gpus``: the GPU names the driver lists (NVML); when None and a GPU may be used,
     doctor's probe is asked lazily, and the comparison is skipped (with a note) where it is
     not available. ``env``: extra variables for the target (e.g. ``CXX``). ``timeouts``
-    overrides the per-check deadlines in seconds.
+    overrides the per-check deadlines in seconds (``stack-import``: each library's import in
+    the stack check). ``workload`` adds the training run (``bench`` adds it too).
     """
     from envsetup.errors import UsageError
     from envsetup.verify import runner
 
     if device not in DEVICES:
         raise UsageError(f"--device {device}: not one of {', '.join(DEVICES)}")
-    names = check_names(quick=quick, bench=bench)
+    names = check_names(quick=quick, bench=bench, workload=workload)
     start = time.monotonic()
     note = ""
     if expected_gpus is None and device in ("auto", "cuda"):
@@ -186,6 +199,10 @@ def run_verify(
     limits = dict(DEFAULT_TIMEOUTS)
     if timeouts:
         limits.update(timeouts)
+    # The stack check holds each import to its own limit, and all of them to less than its own
+    # deadline, so that a hanging library is named rather than the whole check killed.
+    config["stack_import_timeout"] = limits["stack-import"]
+    config["stack_budget"] = max(1.0, limits["stack"] - 30.0)
     shadow = _pythonpath_check(os.environ if env is None else {**os.environ, **env})
     if shadow is not None and on_result is not None:
         on_result(shadow)
@@ -212,7 +229,9 @@ __all__ = [
     "ALL_CHECKS",
     "BENCH_CHECKS",
     "DEVICES",
+    "OFFLINE_ENV",
     "QUICK_CHECKS",
+    "WORKLOAD_CHECK",
     "CheckResult",
     "VerifyReport",
     "run_verify",

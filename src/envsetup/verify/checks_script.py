@@ -16,8 +16,12 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 import traceback
 
@@ -673,9 +677,707 @@ def device_names(torch, dev):
     return []
 
 
+# ---------------------------------------------------------------- the stack
+
+
+# The libraries of the stack are the installed distributions that require one of these.
+STACK_ROOTS = ("torch", "torchvision", "torchaudio")
+# Top-level names some distributions ship by mistake: never the library's own code.
+NOT_LIBRARY = ("test", "tests", "testing", "doc", "docs", "example", "examples", "benchmarks")
+# Files that hold compiled code (a broken build shows there, as an undefined symbol).
+COMPILED = (".so", ".pyd", ".dylib", ".dll")
+
+# Run in a child interpreter: import torch, then each module in turn, one marked line per event.
+STACK_CHILD = r"""
+import json, sys, time
+MARK = "@@envsetup-stack "
+def out(obj):
+    sys.stdout.write("\n" + MARK + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+def first_line(exc):
+    text = str(exc).strip().splitlines()
+    return type(exc).__name__ + (": " + text[0] if text else "")
+out({"event": "start", "module": "torch"})
+try:
+    import torch
+except BaseException as exc:
+    out({"event": "error", "module": "torch", "error": first_line(exc)})
+    sys.exit(0)
+out({"event": "ok", "module": "torch"})
+for name in json.loads(sys.argv[1]):
+    out({"event": "start", "module": name})
+    try:
+        __import__(name)
+    except BaseException as exc:
+        out({"event": "error", "module": name, "error": first_line(exc)})
+    else:
+        out({"event": "ok", "module": name})
+out({"event": "done"})
+"""
+STACK_MARK = "@@envsetup-stack "
+
+
+def canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(text):
+    # "Name[extra] (>=1.0) ; marker": the name is the leading run of name characters.
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", text or "")
+    return canonical(m.group(1)) if m else ""
+
+
+def top_modules(dist):
+    """The importable top-level modules a distribution installs."""
+    names = []
+    text = dist.read_text("top_level.txt")
+    if text:
+        names = [line.strip().replace("\\", "/").split("/")[0] for line in text.splitlines()]
+    else:
+        import importlib.machinery as machinery
+
+        suffixes = tuple(machinery.SOURCE_SUFFIXES + machinery.EXTENSION_SUFFIXES)
+        for f in dist.files or []:
+            parts = f.parts
+            if not parts or parts[0] in ("..", "") or parts[0].endswith((".dist-info", ".data")):
+                continue
+            if len(parts) == 1 and parts[0].endswith(suffixes):
+                names.append(parts[0].split(".")[0])
+            elif len(parts) == 2 and parts[1].split(".")[0] == "__init__":
+                names.append(parts[0])
+    out = []
+    for n in names:
+        if n and n.isidentifier() and n not in NOT_LIBRARY and n not in out:
+            out.append(n)
+    return out
+
+
+def has_compiled(dist):
+    return any(str(f).lower().endswith(COMPILED) for f in dist.files or [])
+
+
+def stack_libraries():
+    """[(name, version, [modules], compiled)] of the installed distributions that require torch,
+    torchvision or torchaudio (in any extra too: transformers needs torch only in its extras),
+    the first of each name on sys.path, as import finds them."""
+    import importlib.util
+
+    try:
+        import importlib.metadata as md
+    except ImportError:
+        raise Skip("reading the installed distributions needs Python 3.8+") from None
+    seen = set()
+    found = []
+    for dist in md.distributions():
+        try:
+            name = dist.metadata["Name"] or ""
+            requires = dist.requires or []
+        except Exception:  # unreadable metadata: nothing to go on
+            continue
+        key = canonical(name)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        if key == "torch":
+            continue
+        wants = set(requirement_name(r) for r in requires)
+        if not wants.intersection(STACK_ROOTS):
+            continue
+        try:
+            named = top_modules(dist)
+        except Exception:  # an unreadable RECORD
+            named = []
+        modules = []
+        for m in named:
+            try:
+                if importlib.util.find_spec(m) is not None:
+                    modules.append(m)
+            except (ImportError, ValueError):
+                modules.append(m)  # the import itself will say what is wrong
+        # A stale name in top_level.txt is passed over; none found at all is a broken install,
+        # and the import says so.
+        found.append((name, dist.version, modules or named, has_compiled(dist)))
+    found.sort(key=lambda x: canonical(x[0]))
+    return found
+
+
+class StackChild:
+    """One child interpreter importing modules; its marked lines arrive on a queue."""
+
+    def __init__(self, modules):
+        import queue
+
+        self.lines = queue.Queue()
+        self.tail = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", STACK_CHILD, json.dumps(modules)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        self.thread = threading.Thread(target=self.read)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def read(self):
+        try:
+            for line in self.proc.stdout:
+                if line.startswith(STACK_MARK):
+                    with contextlib.suppress(ValueError):
+                        event = json.loads(line[len(STACK_MARK) :])
+                        if event.get("event") == "start":
+                            self.tail = []  # only what this import printed explains its end
+                        self.lines.put(event)
+                elif line.strip():
+                    self.tail = [*self.tail, line.strip()][-5:]
+        finally:
+            self.lines.put(None)
+
+    def next_event(self, deadline):
+        import queue
+
+        try:
+            return self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            return "timeout"
+
+    def end(self):
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=10)
+        with contextlib.suppress(Exception):
+            self.proc.stdout.close()
+
+    def exit_words(self):
+        code = self.proc.poll()
+        if code is None:
+            with contextlib.suppress(Exception):
+                code = self.proc.wait(timeout=5)
+        if code is not None and code < 0:
+            import signal
+
+            try:
+                how = "was killed by " + signal.Signals(-code).name
+            except ValueError:
+                how = "was killed by signal %d" % -code
+        else:
+            how = "exited with code %s" % code
+        last = self.tail[-1] if self.tail else ""
+        return "the interpreter " + how + (" (" + last[:200] + ")" if last else "")
+
+
+def import_modules(modules, per_import, budget):
+    """{module: ("ok" | "error" | "hung" | "crashed" | "unchecked", detail, seconds)}: each
+    module imported in a child interpreter after torch, each held to ``per_import`` seconds; a
+    hang or a crash ends that child and the modules after it go on in a new one."""
+    results = {}
+    pending = list(modules)
+    end_by = time.monotonic() + budget
+    while pending:
+        if time.monotonic() >= end_by:
+            for m in pending:
+                results[m] = (
+                    "unchecked",
+                    "not imported: the stack check's %g s ran out" % budget,
+                    0.0,
+                )
+            break
+        child = StackChild(pending)
+        current, started, torch_ok = None, time.monotonic(), False
+        deadline = started + per_import * 2  # the interpreter's start and torch's import
+        try:
+            while True:
+                ev = child.next_event(min(deadline, end_by))
+                if ev == "timeout":
+                    where = current or "torch"
+                    if where == "torch":
+                        raise Fail(
+                            "import torch in a new interpreter did not finish within %g s"
+                            % (per_import * 2)
+                        )
+                    took = time.monotonic() - started
+                    results[where] = ("hung", "did not finish in %.0f s (killed)" % took, took)
+                    break
+                if ev is None:  # the child died
+                    if not torch_ok:
+                        raise Fail(
+                            "import torch in a new interpreter failed: " + child.exit_words()
+                        )
+                    lost = current or next(m for m in pending if m not in results)
+                    results[lost] = ("crashed", child.exit_words(), time.monotonic() - started)
+                    break
+                kind, mod = ev.get("event"), ev.get("module")
+                if kind == "start":
+                    current, started = mod, time.monotonic()
+                    deadline = started + (per_import * 2 if mod == "torch" else per_import)
+                elif kind == "error" and mod == "torch":
+                    raise Fail("import torch in a new interpreter failed: " + str(ev.get("error")))
+                elif kind == "ok" and mod == "torch":
+                    torch_ok = True
+                elif kind in ("ok", "error"):
+                    results[mod] = (kind, str(ev.get("error") or ""), time.monotonic() - started)
+                    current = None
+                elif kind == "done":
+                    break
+        finally:
+            child.end()
+        pending = [m for m in pending if m not in results]
+    return results
+
+
+def torch_build(torch):
+    if torch.version.cuda:
+        return "CUDA " + str(torch.version.cuda)
+    if getattr(torch.version, "hip", None):
+        return "ROCm " + str(torch.version.hip)
+    return "CPU"
+
+
+BROKEN_BUILD = ("undefined symbol", "symbol not found", "dll load failed", "procedure could not")
+
+
+def stack_advice(torch, name, version, error, compiled):
+    tv = torch.__version__
+    m = re.match(r"ModuleNotFoundError: No module named '(torchvision|torchaudio)'", error)
+    if m:
+        extra = "vision" if m.group(1) == "torchvision" else "audio"
+        return "it needs %s, which is not installed: envsetup install --with %s" % (
+            m.group(1),
+            extra,
+        )
+    if error.startswith("ModuleNotFoundError"):
+        return "reinstall it with what it needs (pip install --force-reinstall %s==%s)" % (
+            name,
+            version,
+        )
+    if compiled or any(w in error.lower() for w in BROKEN_BUILD):
+        return (
+            "install the %s build made for torch %s (%s), or rebuild it against this torch "
+            "(pip install --force-reinstall --no-deps --no-build-isolation --no-binary %s %s==%s)"
+            % (name, tv, torch_build(torch), name, name, version)
+        )
+    return "install a %s release that supports torch %s (or reinstall it)" % (name, tv)
+
+
+def check_stack(st):
+    torch = st.get_torch()
+    libs = stack_libraries()
+    if not libs:
+        return "no installed library requires torch, torchvision or torchaudio", {"libraries": {}}
+    per_import = float(st.config.get("stack_import_timeout") or 60.0)
+    budget = float(st.config.get("stack_budget") or 240.0)
+    modules = []
+    for _, _, mods, _ in libs:
+        modules.extend(m for m in mods if m not in modules)
+    t = time.monotonic()
+    results = import_modules(modules, per_import, budget)
+    problems = []
+    libraries = {}
+    shown = []
+    empty = []
+    for name, version, mods, compiled in libs:
+        info = {"version": version, "modules": mods, "compiled": compiled, "errors": {}}
+        libraries[name] = info
+        if not mods:
+            empty.append("%s %s" % (name, version))
+            continue
+        bad = [(m, results[m]) for m in mods if m in results and results[m][0] != "ok"]
+        if not bad:
+            shown.append("%s %s" % (name, version))
+            continue
+        for m, (kind, detail, _) in bad:
+            info["errors"][m] = {"kind": kind, "error": detail}
+        m, (kind, detail, _) = bad[0]
+        what = "import %s" % m
+        if kind == "hung":
+            problems.append(
+                '%s %s: %s %s; see where it stops with python -X importtime -c "import %s", '
+                "or reinstall it" % (name, version, what, detail, m)
+            )
+        elif kind == "unchecked":
+            problems.append("%s %s: %s" % (name, version, detail))
+        else:
+            problems.append(
+                "%s %s: %s failed: %s; %s"
+                % (
+                    name,
+                    version,
+                    what,
+                    detail,
+                    stack_advice(torch, name, version, detail, compiled),
+                )
+            )
+    data = {"libraries": libraries, "seconds": time.monotonic() - t}
+    if problems:
+        raise Fail("; ".join(problems), data)
+    detail = "imported %d: %s" % (len(shown), ", ".join(shown)) if shown else "nothing imported"
+    if empty:
+        detail += "; no module to import in " + ", ".join(empty)
+    return detail, data
+
+
+# ---------------------------------------------------------------- the workload
+
+# A short real training run, the way the tutorials end: a small BERT-like classifier built from
+# a config (transformers; its batches through an in-memory datasets.Dataset, mapped, when
+# datasets is installed), else a small CNN on 28x28 images. The task is synthetic but learnable
+# (the label is a function of the input) and seeded, so the loss falls every time.
+WL_VOCAB, WL_SEQ, WL_MARKER = 128, 32, 5  # a sequence is positive when it holds the marker
+WL_BATCH, WL_STEPS, WL_EVAL = 16, 60, 64
+HF_OFFLINE = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")  # set by envsetup
+
+
+def wl_tokens(torch, n, gen):
+    ids = torch.randint(WL_MARKER + 1, WL_VOCAB, (n, WL_SEQ), generator=gen)
+    ids[:, 0] = 1  # the classifier token
+    has = torch.rand(n, generator=gen) < 0.5
+    pos = torch.randint(1, WL_SEQ, (n,), generator=gen)
+    ids[has, pos[has]] = WL_MARKER
+    return ids
+
+
+def wl_label_batch(batch):
+    # The map step, as in the tutorials' tokenize-and-label: the labels come from the tokens.
+    return {
+        "labels": [int(WL_MARKER in ids) for ids in batch["input_ids"]],
+        "attention_mask": [[1] * len(ids) for ids in batch["input_ids"]],
+    }
+
+
+def wl_images(torch, n, gen):
+    labels = torch.randint(0, 10, (n,), generator=gen)
+    images = torch.randn(n, 1, 28, 28, generator=gen) * 0.5
+    for k in range(10):  # class k: a bright band at rows 4+2k, 5+2k
+        images[labels == k, :, 4 + 2 * k : 6 + 2 * k, :] += 1.5
+    return images, labels
+
+
+def wl_cnn(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 10),
+    )
+
+
+def missing(exc, name):
+    return isinstance(exc, ImportError) and getattr(exc, "name", None) == name
+
+
+def wl_setup(torch):
+    """(what, make_model, dataset, eval batch, loss(model, batch), uses, schedule maker)."""
+    gen = torch.Generator().manual_seed(0)
+    try:
+        import transformers
+    except ImportError as exc:
+        if not missing(exc, "transformers"):
+            raise Fail("transformers is installed but does not import: " + one_line(exc)) from None
+        transformers = None
+    if transformers is None:
+        images, labels = wl_images(torch, WL_BATCH * WL_STEPS, gen)
+        ev_images, ev_labels = wl_images(torch, WL_EVAL, gen)
+        dataset = torch.utils.data.TensorDataset(images, labels)
+
+        def loss_fn(model, batch):
+            return torch.nn.functional.cross_entropy(model(batch[0]).float(), batch[1])
+
+        return ("CNN on 28x28 images", lambda: wl_cnn(torch), dataset, (ev_images, ev_labels),
+                loss_fn, ["torch"], None)  # fmt: skip
+    config = transformers.BertConfig(
+        vocab_size=WL_VOCAB,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=WL_SEQ,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=2,
+    )
+
+    def make_model():
+        return transformers.AutoModelForSequenceClassification.from_config(config)
+
+    ids = wl_tokens(torch, WL_BATCH * WL_STEPS, gen)
+    ev = wl_tokens(torch, WL_EVAL, gen)
+    uses = ["transformers " + transformers.__version__]
+    try:
+        import datasets
+    except ImportError as exc:
+        if not missing(exc, "datasets"):
+            raise Fail("datasets is installed but does not import: " + one_line(exc)) from None
+        datasets = None
+    if datasets is not None:
+        with contextlib.suppress(Exception):
+            datasets.disable_progress_bars()
+        dataset = datasets.Dataset.from_dict({"input_ids": ids.tolist()})
+        dataset = dataset.map(wl_label_batch, batched=True)
+        dataset = dataset.with_format("torch", columns=["input_ids", "attention_mask", "labels"])
+        uses.append("datasets " + datasets.__version__)
+    else:
+        dataset = torch.utils.data.TensorDataset(ids, (ids == WL_MARKER).any(1).long())
+    ev_batch = {
+        "input_ids": ev,
+        "attention_mask": torch.ones_like(ev),
+        "labels": (ev == WL_MARKER).any(1).long(),
+    }
+
+    def loss_fn(model, batch):
+        if not isinstance(batch, dict):  # a TensorDataset's (input_ids, labels)
+            batch = {"input_ids": batch[0], "attention_mask": torch.ones_like(batch[0]),
+                     "labels": batch[1]}  # fmt: skip
+        return model(**batch).loss
+
+    def schedule(opt, warmup, total):
+        return transformers.get_linear_schedule_with_warmup(opt, warmup, total)
+
+    return ("BERT-like classifier (transformers, from a config)", make_model, dataset, ev_batch,
+            loss_fn, uses, schedule)  # fmt: skip
+
+
+def to_device(batch, dev):
+    if isinstance(batch, dict):
+        return {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+    return [v.to(dev, non_blocking=True) for v in batch]
+
+
+def amp_setup(torch, dev):
+    """(autocast dtype or None, GradScaler or None, words). On a CUDA GPU: bf16 where it has it,
+    else fp16 with a GradScaler. On the CPU and MPS the run stays in float32: bf16 autocast on a
+    CPU made this model ten times slower (113 vs 1155 samples/s, avx512_bf16 CPU); the amp
+    check proves autocast itself on every device."""
+    if dev != "cuda":
+        return None, None, "float32"
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None, "bf16 autocast"
+    amp = getattr(torch, "amp", None)
+    # torch.amp.GradScaler("cuda") from torch 2.3; torch.cuda.amp.GradScaler() before
+    new = hasattr(amp, "GradScaler")
+    scaler = amp.GradScaler("cuda") if new else torch.cuda.amp.GradScaler()
+    return torch.float16, scaler, "fp16 autocast with GradScaler"
+
+
+def peak_memory_mib(torch, dev):
+    """(MiB, what was measured): the GPU's peak allocation, else the process's peak RSS."""
+    if dev == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20, "peak CUDA memory allocated"
+    if dev == "mps":
+        return torch.mps.driver_allocated_memory() / 2**20, "MPS driver memory"
+    try:
+        import resource
+    except ImportError:  # Windows: the process's peak working set
+        import ctypes
+        from ctypes import wintypes
+
+        class Counters(ctypes.Structure):
+            _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD)] + [
+                (n, ctypes.c_size_t)
+                for n in ("PeakWorkingSetSize", "WorkingSetSize", "QuotaPeakPagedPoolUsage",
+                          "QuotaPagedPoolUsage", "QuotaPeakNonPagedPoolUsage",
+                          "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage")
+            ]  # fmt: skip
+
+        c = Counters()
+        c.cb = ctypes.sizeof(Counters)
+        k32 = ctypes.windll.kernel32
+        ctypes.windll.psapi.GetProcessMemoryInfo(k32.GetCurrentProcess(), ctypes.byref(c), c.cb)
+        return c.PeakWorkingSetSize / 2**20, "peak process working set"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
+    return rss / (2**20 if sys.platform == "darwin" else 2**10), "peak process RSS"
+
+
+def torch_load(torch, path, dev):
+    try:
+        return torch.load(path, map_location=dev, weights_only=True)
+    except TypeError:  # torch before 1.13 has no weights_only
+        return torch.load(path, map_location=dev)
+
+
+def eval_loss(torch, model, loss_fn, batch, dev):
+    model.eval()
+    with torch.no_grad():
+        loss = float(loss_fn(model, to_device(batch, dev)))
+    model.train()
+    return loss
+
+
+def check_workload(st):
+    torch = st.get_torch()
+    dev = st.get_device()
+    budget = float(st.config.get("workload_budget") or 60.0)
+    t0 = time.monotonic()
+    torch.manual_seed(0)
+    what, make_model, dataset, ev_batch, loss_fn, uses, schedule = wl_setup(torch)
+    model = make_model().to(dev)
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    workers = 2
+    # Each worker fetches a whole batch at once (one slice of the Arrow table, not 16 rows).
+    sampler = torch.utils.data.BatchSampler(
+        torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(0)),
+        batch_size=WL_BATCH,
+        drop_last=True,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=dev == "cuda",
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    warmup = 4
+    if schedule is not None:
+        sched = schedule(opt, warmup, WL_STEPS)
+    else:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=WL_STEPS)
+    dtype, scaler, amp_words = amp_setup(torch, dev)
+    loss_first = eval_loss(torch, model, loss_fn, ev_batch, dev)
+    if not hasattr(torch, "compile"):
+        raise Fail("torch %s has no torch.compile (it came in 2.0)" % torch.__version__)
+    compiled = torch.compile(model)
+    losses = []
+    steps = 0
+    stopped = False
+    t_first = None
+    marks = []  # when each step ended
+    t_train = time.monotonic()
+    try:
+        for batch in loader:
+            batch = to_device(batch, dev)
+            ctx = (
+                torch.autocast(dev, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+            )
+            with ctx:
+                loss = loss_fn(compiled, batch)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))  # waits for the step
+            steps += 1
+            marks.append(time.monotonic())
+            if t_first is None:
+                t_first = time.monotonic()  # the first step compiles: timed apart
+            elif time.monotonic() - t_first > budget:
+                stopped = True
+                break
+    except Fail:
+        raise
+    except Exception as exc:
+        mod = type(exc).__module__ or ""
+        compiling = mod.startswith(("torch._dynamo", "torch._inductor"))
+        cause = compiler_problem(torch, dev) if compiling else None
+        raise Fail(
+            "training step %d failed: %s%s"
+            % (steps + 1, one_line(exc), "; " + cause if cause else ""),
+            {"steps": steps, "losses": losses},
+        ) from None
+    sync(torch, dev)
+    t_end = time.monotonic()
+    first_step = (t_first or t_end) - t_train
+    # Samples per second at the median step (after the first, which compiles): a busy machine's
+    # stalls do not count; the mean over all of them is kept beside it.
+    durations = sorted(b - a for a, b in zip(marks, marks[1:]))
+    median = durations[len(durations) // 2] if durations else 0.0
+    samples_per_s = WL_BATCH / median if median > 0 else 0.0
+    span = t_end - (t_first or t_end)
+    samples_per_s_mean = len(durations) * WL_BATCH / span if span > 0 else 0.0
+    loss_last = eval_loss(torch, model, loss_fn, ev_batch, dev)
+    # A checkpoint saved and loaded back into a new model gives the same outputs.
+    with tempfile.TemporaryDirectory(prefix="envsetup-workload-") as tmp:
+        path = os.path.join(tmp, "checkpoint.pt")
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "step": steps}  # fmt: skip
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
+        torch.save(state, path)
+        back = torch_load(torch, path, dev)
+        fresh = make_model().to(dev)
+        fresh.load_state_dict(back["model"])
+        opt2 = torch.optim.AdamW(fresh.parameters(), lr=3e-3)
+        opt2.load_state_dict(back["optimizer"])
+        size_mib = os.path.getsize(path) / 2**20
+    model.eval()
+    fresh.eval()
+    with torch.no_grad():
+        probe = to_device(ev_batch, dev)
+        if isinstance(probe, dict):
+            probe = dict(probe)
+            probe.pop("labels")
+            a, b = model(**probe).logits, fresh(**probe).logits
+        else:
+            a, b = model(probe[0]), fresh(probe[0])
+    memory, memory_kind = peak_memory_mib(torch, dev)
+    data = {
+        "model": what,
+        "uses": uses,
+        "device": dev,
+        "steps": steps,
+        "batch_size": WL_BATCH,
+        "loss_first": loss_first,
+        "loss_last": loss_last,
+        "losses": losses,
+        "samples_per_s": samples_per_s,
+        "samples_per_s_mean": samples_per_s_mean,
+        "first_step_s": first_step,
+        "peak_memory_mib": memory,
+        "peak_memory_kind": memory_kind,
+        "amp": amp_words,
+        "workers": workers,
+        "pin_memory": dev == "cuda",
+        "checkpoint_mib": size_mib,
+        "budget_s": budget,
+        "offline": {k: os.environ.get(k) for k in HF_OFFLINE},
+        "stopped_by_budget": stopped,
+        "seconds": time.monotonic() - t0,
+    }
+    if not torch.equal(a, b):
+        raise Fail(
+            "the checkpoint loaded back gives other outputs (max difference %.3g)"
+            % float((a.float() - b.float()).abs().max()),
+            data,
+        )
+    if not (loss_last < loss_first):  # NaN never passes
+        raise Fail(
+            "the loss did not fall in %d steps%s: %.4f at the start, %.4f at the end"
+            % (steps, " (the %g s budget ended the run)" % budget if stopped else "",
+               loss_first, loss_last),
+            data,
+        )  # fmt: skip
+    detail = (
+        "%s on %s, %s: %d steps, loss %.3f -> %.3f, %.0f samples/s, peak %.0f MiB, %.1f s "
+        "(first step, compiling: %.1f s); torch.compile, AdamW + schedule, clipping, "
+        "%d DataLoader workers%s, checkpoint reloads identically"
+        % (what, dev, amp_words, steps, loss_first, loss_last, samples_per_s, memory,
+           data["seconds"], first_step, workers, " (pinned)" if dev == "cuda" else "")
+    )  # fmt: skip
+    return detail, data
+
+
 CHECKS = {
     "import": check_import,
     "versions": check_versions,
+    "stack": check_stack,
     "device": check_device,
     "tensor-ops": check_tensor_ops,
     "autograd": check_autograd,
@@ -684,6 +1386,7 @@ CHECKS = {
     "compile": check_compile,
     "bench-matmul": check_bench_matmul,
     "bench-memory": check_bench_memory,
+    "workload": check_workload,
 }
 
 

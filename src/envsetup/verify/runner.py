@@ -226,6 +226,17 @@ def _run_one(
                 if on_start is not None:
                     on_start(current)
             elif kind == "result":
+                took = float(event.get("seconds") or 0.0)
+                overran = current is not None and took > timeouts.get(current, 60.0)
+                if current is not None and overran and event.get("name") == current:
+                    limit = timeouts.get(current, 60.0)
+                    # Over its deadline by the check's own clock, though its result came before
+                    # this side looked (a check faster than this thread's wake-up): the same as
+                    # a hang caught live, so that the outcome never depends on the race.
+                    child.kill()
+                    return CheckResult(
+                        current, "fail", took, f"timed out after {limit:g} s (the check was killed)"
+                    )
                 out.add(
                     CheckResult(
                         name=str(event.get("name")),
@@ -259,9 +270,10 @@ def run_checks(
 ) -> tuple[list[Any], Optional[str]]:
     """Run the named checks; returns the results (in ``names`` order) and the inductor cache
     directory used (None when it was a temporary one, removed again)."""
-    from envsetup.verify import CheckResult
+    from envsetup.verify import OFFLINE_ENV, CheckResult
 
     full_env = proc.clean_env(extra=env)
+    full_env.update(OFFLINE_ENV)
     cache, temporary = inductor_cache(python, full_env)
     full_env["TORCHINDUCTOR_CACHE_DIR"] = cache
     out = _Collector(plan, on_result)
