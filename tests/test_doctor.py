@@ -172,6 +172,27 @@ def test_two_torch_copies(torch_venv: Path, tmp_path: Path) -> None:
     assert rc == 1 and {"duplicate-torch", "cuda-torch-without-gpu"} <= codes(doc)
 
 
+@pytest.mark.parametrize("where", ["my envs", "plain"])
+def test_torch_under_a_path_with_a_space_is_told_compile_cannot_link(
+    where: str, tmp_path: Path
+) -> None:
+    """Inductor passes -L directories unquoted (pytorch/pytorch#191010): seen here with the
+    real CPU torch 2.13.0 in ``/tmp/.../my envs/proj``, ``torch.compile`` failing with
+    "cannot find -ltorch". doctor says so wherever torch lies under such a path."""
+    venv = make_venv(tmp_path / where / "proj")
+    pip_install(venv, torch_wheel(tmp_path / "w", "2.13.0+cpu", None))
+    rc, doc = doctor_json(
+        "--python", str(venv), env={"ENVSETUP_HW_REPLAY": write(tmp_path, cpu_only())}
+    )
+    found = [f for f in doc["findings"] if f["code"] == "torch-compile-path-space"]
+    if where == "plain":
+        assert found == [] and rc == 0, doc["findings"]
+        return
+    (f,) = found
+    assert f["severity"] == "warning" and rc == 0  # everything but torch.compile works
+    assert doc["profile"]["torch"]["location"] in f["message"] and "191010" in f["message"]
+
+
 def test_deep_imports_torch_in_the_target(torch_venv: Path, tmp_path: Path) -> None:
     rc, doc = doctor_json(
         "--deep",

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import run_cli
+from test_install_lock import house  # noqa: F401  (the wheelhouse fixture)
 from verify_venvs import layered_venv, pip_into
 
 # Releases that support torch 2.13 and Python 3.9+ (CI installs them from the package index).
@@ -93,3 +94,30 @@ def test_workload_names_a_missing_compiler(torch_venv: Path) -> None:
     assert work["detail"].startswith("training step 1 failed: ")
     assert "no C++ compiler: CXX=/nonexistent/bin/g++ not found" in work["detail"]
     assert all(c["status"] == "pass" for n, c in checks.items() if n != "workload")
+
+
+@pytest.mark.timeout(900)
+def test_install_verify_workload_trains_after_the_install(
+    tmp_path: Path,
+    house: Any,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """``install --verify workload``: the real install, then the quick check and the training
+    run in the environment just installed; the dry run says which check follows."""
+    from conftest import make_venv
+    from test_install_lock import _env, _install_args
+
+    py = make_venv(tmp_path / "env")  # no space: torch-compile-path-space (test_doctor.py)
+    args = [*_install_args(py, house), "--verify", "workload"]
+    dry = run_cli(*args, "--dry-run", env=_env(tmp_path, house))
+    assert dry.returncode == 0 and "# then the check: envsetup verify --quick --workload" in (
+        dry.stdout
+    ), dry
+    res = run_cli(*args, "--json", env=_env(tmp_path, house), timeout=600)
+    assert res.returncode == 0, res
+    doc = res.json()
+    checks = {c["name"]: c for c in doc["verify"]["results"]}
+    assert doc["check"] == "--quick --workload"
+    assert checks["workload"]["status"] == "pass" and "loss" in checks["workload"]["detail"]
+    assert checks["stack"]["status"] == "pass"
+    bad = run_cli(*args, "--no-verify")
+    assert bad.returncode == 2 and "contradict" in bad.stderr, bad

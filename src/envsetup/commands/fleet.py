@@ -289,6 +289,12 @@ def install_command(
     ),
     installer: Optional[str] = typer.Option(None, "--installer", help="pip | uv | conda."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the check after installing."),
+    verify_mode: str = typer.Option(
+        "quick",
+        "--verify",
+        help="The check after installing on each host: quick, or workload (a short real "
+        "training run too).",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would go where; change nothing."
     ),
@@ -309,6 +315,8 @@ def install_command(
     from envsetup.fleet.report import build_report, install_hint
 
     request = _request(torch, variant, vision, audio, index_base)
+    if verify_mode not in ("quick", "workload") or (no_verify and verify_mode != "quick"):
+        raise UsageError(f"--verify {verify_mode}: use quick or workload, without --no-verify")
     if index_url is not None:
         from envsetup.resolve import check_index_url
 
@@ -353,6 +361,7 @@ def install_command(
         (["--index-url", index_url] if index_url else [])
         + (["--installer", installer] if installer else [])
         + (["--no-verify"] if no_verify else [])
+        + (["--verify", verify_mode] if verify_mode != "quick" else [])
     )
     hosts = list(plans)
     results: list[dict[str, Any]] = []

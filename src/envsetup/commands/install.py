@@ -152,6 +152,8 @@ def _dry_run_lines(outcome: Outcome) -> list[str]:
     lines += [
         f"# {mask(n)}" for n in outcome.notes if n.startswith(("after the install", "--no-guard"))
     ]
+    if outcome.check:
+        lines.append(f"# then the check: envsetup verify {outcome.check}")
     return lines
 
 
@@ -312,6 +314,12 @@ def install(
     yes: bool = typer.Option(False, "--yes", "-y", help="no prompts: flags only"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout, no progress"),
     no_verify: bool = typer.Option(False, "--no-verify", help="skip the check after installing"),
+    verify_mode: str = typer.Option(
+        "quick",
+        "--verify",
+        help="the check after installing: quick (envsetup verify --quick), or workload (quick, "
+        "then a short real training run: envsetup verify --workload)",
+    ),
     export: Optional[str] = typer.Option(
         None,
         "--export",
@@ -373,6 +381,10 @@ def install(
         from envsetup.resolve import check_index_url
 
         index_url = check_index_url(index_url, "--index-url")
+    if verify_mode not in ("quick", "workload"):
+        raise UsageError(f"--verify {verify_mode}: unknown check; use quick or workload")
+    if no_verify and verify_mode != "quick":
+        raise UsageError(f"--no-verify and --verify {verify_mode} contradict; give one")
 
     user: Optional[UserRequirements] = None
     if packages or requirement:
@@ -554,6 +566,7 @@ def install(
         find_links=houses,
         dry_run=dry_run,
         verify=not no_verify,
+        workload=verify_mode == "workload",
         break_system_packages=break_system_packages,
         target=prepared,
         create_venv=_venv_argv(new_venv, base) if new_venv is not None and dry_run else None,

@@ -426,6 +426,34 @@ def compile_toolchain(p: Profile) -> list[Finding]:
     return out
 
 
+# pytorch/pytorch#191010 (2026-07): Inductor's C++ builder quotes its -I include directories but
+# not its -L library directories, so the link fails ("cannot find -ltorch") when torch or Python
+# lies under a path with a space; reproduced there on torch 2.13.0, and here on 2.13.0+cpu.
+COMPILE_PATH_SOURCE = "pytorch/pytorch#191010"
+
+
+@rule
+def compile_path_space(p: Profile) -> list[Finding]:
+    """torch.compile on the CPU cannot link when torch's directory has whitespace in it."""
+    where = p.torch.location
+    if p.torch.version is None or not where or not any(c.isspace() for c in where):
+        return []
+    py = "Scripts\\python.exe" if p.system.os == "windows" else "bin/python"
+    return [
+        Finding(
+            "warning",
+            "torch-compile-path-space",
+            f"torch lies under a path with a space ({where}): torch.compile's C++ backend "
+            "(Inductor, on the CPU) passes its library directories to the linker unquoted, so "
+            'it fails with "cannot find -ltorch" '
+            f"({COMPILE_PATH_SOURCE}). Everything else works; for torch.compile, make the "
+            "environment under a path without spaces (python3 -m venv ~/venvs/NAME) and install "
+            f"there with envsetup install --python ~/venvs/NAME/{py}.",
+            None,
+        )
+    ]
+
+
 @rule
 def pep668(p: Profile) -> list[Finding]:
     if not p.python.externally_managed:

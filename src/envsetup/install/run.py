@@ -72,6 +72,7 @@ class Options:
     find_links: tuple[str, ...] = ()  # wheelhouses
     dry_run: bool = False
     verify: bool = True
+    workload: bool = False  # --verify workload: the quick check, then a real training run
     break_system_packages: bool = False
     cache_dir: Optional[Path] = None
     target: Optional[tgt.TargetInfo] = None  # already probed (or a venv --dry-run would make)
@@ -125,6 +126,7 @@ class Outcome:
     restored: Optional[bool] = None
     stack: Optional[Stack] = None
     guard: Optional[GuardRecord] = None  # the guard written after the install
+    check: str = ""  # the verify that follows the install ("--quick", "--quick --workload")
 
     @property
     def commands(self) -> list[list[str]]:
@@ -158,6 +160,7 @@ class Outcome:
             "restored": self.restored,
             "stack": json.loads(m(self.stack.to_json(indent=None))) if self.stack else None,
             "guard": self.guard.to_dict() if self.guard else None,
+            "check": self.check or None,
         }
 
 
@@ -434,14 +437,20 @@ def _result(name: str, ok: bool, detail: str) -> Check:
 
 
 def quick_check(
-    python: str, plan: Plan, device_checks: bool = True, info: Optional[tgt.TargetInfo] = None
+    python: str,
+    plan: Plan,
+    device_checks: bool = True,
+    info: Optional[tgt.TargetInfo] = None,
+    *,
+    workload: bool = False,
 ) -> Checked:
     """The post-install check. By default the quick verification (import, versions against the
-    plan, the device, tensor ops, autograd); with --no-verify, the installed metadata."""
+    plan, the device, tensor ops, autograd, the stack's imports); with ``workload`` (--verify
+    workload) a real training run after it; with --no-verify, the installed metadata."""
     if device_checks:
         from envsetup.verify import run_verify
 
-        report = run_verify(python, quick=True, plan=plan)
+        report = run_verify(python, quick=True, plan=plan, workload=workload)
         results = tuple(Check(r.name, r.status, r.detail) for r in report.results)
         return Checked(bool(report.ok), results)
     return confirm_installed(info or tgt.probe(python), plan)
@@ -539,6 +548,7 @@ def _install(plan: Plan, opts: Options, ui: Ui) -> Outcome:
         ok=False, python=info.python, installer=backend.name, plan=plan, sources=sources,
         dry_run=opts.dry_run, create_venv=opts.create_venv,
         notes=[chosen.note] if chosen.note else [], stack=stack,
+        check=("--quick --workload" if opts.workload else "--quick") if opts.verify else "",
     )  # fmt: skip
     for n in out.notes:
         ui.note(n)
@@ -860,7 +870,9 @@ class _Transaction:
     def _finish(self, after: tgt.TargetInfo) -> None:
         out, opts = self.out, self.opts
         self.ui.step("verifying torch in the target" if opts.verify else "checking the install")
-        out.verify = quick_check(out.python, self.plan, device_checks=opts.verify, info=after)
+        out.verify = quick_check(
+            out.python, self.plan, device_checks=opts.verify, info=after, workload=opts.workload
+        )
         if opts.stack is not None:
             check = stack_check(opts.stack, after)
             out.verify = Checked(out.verify.ok and check.status == "pass",
