@@ -57,3 +57,36 @@ def test_without_a_terminal_it_prints_the_help() -> None:
     res = run_cli()
     assert res.returncode == 0
     assert "doctor" in res.stdout and "On a terminal, `envsetup` alone runs" in res.stdout
+
+
+@pytest.mark.timeout(600)
+def test_declined_install_verifies_what_is_there_with_a_training_run(
+    tmp_path: Path, torch_venv: Path
+) -> None:
+    """An interpreter with torch 2.13.0 on a CPU machine: the journey offers the newer build;
+    declined, it offers to verify torch as it is, and then the workload, which trains for real."""
+    import site
+
+    import envsetup
+    from machines import cpu_only
+    from verify_venvs import layered_venv, site_packages
+
+    py = layered_venv(tmp_path / "env", torch_venv)  # torch from the session venv, unchanged
+    # envsetup and its libraries from this test's own environment, after torch's
+    here = [Path(envsetup.__file__).parent.parent, *map(Path, site.getsitepackages())]
+    (site_packages(py) / "zz_envsetup_test.pth").write_text("\n".join(map(str, here)) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVSETUP_")}
+    env.update(NO_COLOR="1", TERM="xterm", ENVSETUP_HW_REPLAY=write(tmp_path, cpu_only()))
+    child = pexpect.spawn(str(py), ["-m", "envsetup"], env=env, encoding="utf-8", timeout=300,
+                          dimensions=(50, 160))  # fmt: skip
+    child.expect(r"Upgrade torch 2\.13\.0\S* → \S+ now\?", timeout=120)
+    child.sendline("n")
+    child.expect(r"Verify torch 2\.13\.0\S* as it is\?", timeout=60)
+    child.sendline("y")
+    child.expect(r"Also train a small model", timeout=60)
+    child.sendline("y")
+    child.expect(r"workload\s+[\d.]+s")  # the row of the training run
+    child.expect(pexpect.EOF)
+    child.close()
+    out = child.before or ""
+    assert child.exitstatus == 0, out

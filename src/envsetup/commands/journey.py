@@ -89,7 +89,7 @@ def run(ctx: typer.Context) -> None:
     if profile.torch.version == (plan.local_version or plan.torch):
         console.rule("[bold]3/3 verify[/bold]")
         console.print(f"torch {profile.torch.version} is already the planned build: verifying it")
-        verify.quick(None)
+        verify.quick(None, workload=_ask_workload())
         return
 
     console.rule("[bold]3/3 install and verify[/bold]")
@@ -98,11 +98,20 @@ def run(ctx: typer.Context) -> None:
         ctx.invoke(parent.get_command(ctx, "install"))  # type: ignore[arg-type]
         return
     if profile.torch.version and _ask(f"Verify torch {profile.torch.version} as it is?"):
+        workload = _ask_workload()
         console.print("nothing was changed; verifying what is there")
-        verify.quick(None)
+        verify.quick(None, workload=workload)
         return
     console.print("nothing was changed; `envsetup install` runs the wizard any time")
     raise typer.Exit(EXIT_FAIL if any(f.severity == "error" for f in findings) else 0)
+
+
+def _ask_workload() -> bool:
+    """The tutorials end with a training run: offer the same proof (verify --workload)."""
+    return _ask(
+        "Also train a small model for a few dozen steps (verify --workload: the loss must fall; "
+        "about a minute on a CPU)?"
+    )
 
 
 def _ask(question: str) -> bool:
