@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -218,7 +219,7 @@ def test_compat_list() -> None:
     r = envsetup("compat", "list", "--json")
     assert r.returncode == 0, r
     rows = r.json()["releases"]
-    assert rows[0]["torch"] == "2.15.0" and rows[-1]["torch"] == "2.0.0"
+    assert rows[0]["torch"] == load_table().newest and rows[-1]["torch"] == "2.0.0"
     human = envsetup("compat", "list", "--torch", "2.4")
     assert "2.4.1" in human.stdout and "2.5.0" not in human.stdout
 
@@ -275,17 +276,24 @@ def test_compat_check_complete(tmp_path: Path, serve: Any) -> None:
     assert doc["stale"] is False and doc["missing_releases"] == [] and doc["missing_variants"] == []
 
 
+def _next_release() -> str:
+    """One minor past the shipped table's newest: a release it cannot hold yet."""
+    major, minor = load_table().newest.split(".")[:2]
+    return f"{major}.{int(minor) + 1}.0"
+
+
 @pytest.mark.timeout(120)
 def test_compat_check_stale(tmp_path: Path, serve: Any) -> None:
-    lay_out_index(tmp_path, extra=["2.16.0+cpu", "2.13.0+cu134", "2.16.0rc1+cpu"])
+    later = _next_release()
+    lay_out_index(tmp_path, extra=[f"{later}+cpu", "2.13.0+cu134", f"{later}rc1+cpu"])
     base = serve(tmp_path)
     r = envsetup("compat", "check", "--index-base", base, "--json")
     assert r.returncode == 1, r
     doc = r.json()
-    assert doc["missing_releases"] == ["2.16.0"]
+    assert doc["missing_releases"] == [later]
     assert doc["missing_variants"] == [{"torch": "2.13.0", "variant": "cu134"}]
     human = envsetup("compat", "check", "--index-base", base)
-    assert human.returncode == 1 and "2.16.0" in human.stdout and "stale" in human.stdout
+    assert human.returncode == 1 and later in human.stdout and "stale" in human.stdout
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan"])
@@ -298,7 +306,8 @@ def test_compat_check_timeout_must_be_positive(value: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_compat_check_reads_a_local_mirror(tmp_path: Path) -> None:
-    lay_out_index(tmp_path / "whl", extra=["2.16.0+cpu"])
+    later = _next_release()
+    lay_out_index(tmp_path / "whl", extra=[f"{later}+cpu"])
     # a page with no index.html: its wheel files are the listing
     flat = tmp_path / "whl" / "cu134" / "torch"
     flat.mkdir(parents=True)
@@ -306,7 +315,7 @@ def test_compat_check_reads_a_local_mirror(tmp_path: Path) -> None:
     r = envsetup("compat", "check", "--index-base", (tmp_path / "whl").as_uri(), "--json")
     assert r.returncode == 1, r
     doc = r.json()
-    assert doc["missing_releases"] == ["2.16.0"] and doc["not_on_index"] == []
+    assert doc["missing_releases"] == [later] and doc["not_on_index"] == []
     assert doc["missing_variants"] == [{"torch": "2.13.0", "variant": "cu134"}]
     gone = envsetup("compat", "check", "--index-base", (tmp_path / "nothing").as_uri())
     assert gone.returncode == 1 and "is not a directory" in gone.stderr, gone
@@ -354,10 +363,12 @@ def test_a_valid_spec_matching_nothing_is_no_build(cpu_only: Path) -> None:
 def test_plan_output_groups_refused_builds_and_says_what_matters(cpu_only: Path) -> None:
     r = envsetup("plan", "--profile", str(cpu_only), env={"COLUMNS": "80"})
     assert r.returncode == 0, r
-    assert "torch==2.15.0" in r.stdout and "2.15.0+cpu" in r.stdout
+    newest = load_table().newest  # read from the table: a new release does not break this
+    assert f"torch=={newest}" in r.stdout and f"{newest}+cpu" in r.stdout
     assert "known to the table" not in r.stdout and "matching latest" not in r.stdout
     refused = [ln for ln in r.stdout.splitlines() if ln.startswith("  x ")]
-    assert refused[0].startswith("  x 78 CUDA builds of torch 2.0.0 - 2.15.0: no NVIDIA GPU")
+    assert re.match(rf"  x \d+ CUDA builds of torch 2\.0\.0 - {re.escape(newest)}: no NVIDIA GPU",
+                    refused[0]), refused  # fmt: skip
     assert len(refused) <= 7
     warnings = [ln for ln in r.stdout.splitlines() if ln.startswith("  ! ")]
     assert len([w for w in warnings if "medium-confidence" in w]) == 1
@@ -386,19 +397,23 @@ def test_plan_online_names_a_release_newer_than_the_table(cpu_only: Path) -> Non
 
     with ReplayIndex() as index:
         page = index.page("/simple/torch/")
-        f = next(f for f in page["files"] if f["filename"].startswith("torch-2.15.0-"))
-        page["files"].append(dict(f, filename=f["filename"].replace("2.15.0", "2.16.0")))
+        # a release one minor past the table's newest, whatever the table holds by then
+        recorded = page["files"][-1]["filename"].split("-")[1]
+        major, minor = load_table().newest.split(".")[:2]
+        later = f"{major}.{int(minor) + 1}.0"
+        f = next(f for f in page["files"] if f["filename"].startswith(f"torch-{recorded}-"))
+        page["files"].append(dict(f, filename=f["filename"].replace(recorded, later)))
         index.pages["/simple/torch/"] = page
         env = {"PIP_INDEX_URL": index.package_url}
         r = envsetup("plan", "--profile", str(cpu_only), "--online", env=env)
         assert r.returncode == 0, r
         collected = load_table().collected
         assert (
-            f"envsetup: torch 2.16.0 is on the index but not in this table (collected "
+            f"envsetup: torch {later} is on the index but not in this table (collected "
             f"{collected}): upgrade envsetup\n"
         ) == r.stderr
         doc = envsetup("plan", "--profile", str(cpu_only), "--online", "--json", env=env).json()
-        assert doc["freshness"]["newer"].startswith("torch 2.16.0 is on the index")
+        assert doc["freshness"]["newer"].startswith(f"torch {later} is on the index")
         asked = len(index.requests)
         offline = envsetup("plan", "--profile", str(cpu_only), env=env)
         assert offline.stderr == "" and len(index.requests) == asked  # offline by default
