@@ -5,7 +5,6 @@ compiler, a check that hangs) in fresh venvs."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,6 +14,7 @@ from conftest import CliResult, make_venv, run_cli
 from envsetup.plan import Pin, Plan
 from envsetup.verify import ALL_CHECKS, QUICK_CHECKS, run_verify
 from envsetup.verify.verdicts import judge_versions
+from verify_venvs import site_packages
 
 
 def verify_cli(*args: str, env: Optional[dict[str, str]] = None, timeout: float = 300) -> CliResult:
@@ -24,16 +24,6 @@ def verify_cli(*args: str, env: Optional[dict[str, str]] = None, timeout: float 
 
 def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in report["checks"]}
-
-
-def site_packages(py: Path) -> Path:
-    out = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(out.stdout.strip())
 
 
 def plant_torch(tmp_path: Path, source: str) -> Path:
