@@ -239,7 +239,7 @@ def write_guard(
     )
     if keep is None:
         keep = _effective_constraints(t.python, {str(constraints), pip_token(constraints)})
-    from envsetup.index import mask
+    from envsetup.secrets import mask_url as mask
 
     index = mask(plan.index_url) if plan.index_url else None  # no credentials in the record
     header = [

@@ -23,10 +23,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
-from urllib.parse import quote, unquote, urlsplit
-from urllib.request import url2pathname
+from urllib.parse import quote, urlsplit
 
 from envsetup.errors import EXIT_FAIL, EnvsetupError
+from envsetup.paths import file_url_path
 
 if TYPE_CHECKING:  # imported lazily: pypi-simple and requests cost ~0.3 s at import
     import requests
@@ -58,20 +58,6 @@ class NotListed(EnvsetupError):
 def normalize(name: str) -> str:
     """PEP 503 project name normalisation."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def mask(url: str) -> str:
-    """``url`` with any password or token in it replaced by ``***`` (see :mod:`envsetup.secrets`)."""
-    from envsetup.secrets import mask_url
-
-    return mask_url(url)
-
-
-def mask_text(text: str, secrets: Iterable[str]) -> str:
-    """``text`` masked, the credentials of the URLs ``secrets`` too (an installer's output)."""
-    from envsetup.secrets import mask as mask_all
-
-    return mask_all(text, secrets)
 
 
 @dataclass(frozen=True)
@@ -242,7 +228,7 @@ class _FileAdapter:
         resp = requests.Response()
         resp.url = request.url
         resp.request = request
-        path = Path(url2pathname(unquote(urlsplit(request.url).path)))
+        path = file_url_path(request.url)
         listing: Optional[bytes] = None
         if path.is_dir():
             if not (path / "index.html").is_file():
@@ -317,7 +303,9 @@ class Index:
         session: Optional[requests.Session] = None,
     ):
         self.url = url.rstrip("/") + "/"
-        self.display = mask(url.rstrip("/"))
+        from envsetup.secrets import mask_url
+
+        self.display = mask_url(url.rstrip("/"))
         self.timeout = timeout
         self._session = session
         self._client: Any = None
@@ -344,7 +332,7 @@ class Index:
         parts = urlsplit(self.url)
         if parts.scheme != "file":
             return
-        root = Path(url2pathname(unquote(parts.path)))
+        root = file_url_path(self.url)
         if not root.is_dir():
             raise IndexUnreachable(self.display, f"{root} is not a directory")
 

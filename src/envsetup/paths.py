@@ -25,6 +25,15 @@ def _base(env: Mapping[str, str]) -> tuple[Path, str]:
     return Path(os.path.expanduser("~")) / ".cache", "HOME"
 
 
+def file_url_path(url: str) -> Path:
+    """The local path a ``file:`` URL names, decoded once (``file:///C:/a%20b`` on Windows,
+    ``file:///home/a%20b`` elsewhere), as pip and uv read it."""
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    return Path(url2pathname(urlsplit(url).path))
+
+
 def cache_dir(env: Optional[Mapping[str, str]] = None) -> Path:
     """envsetup's cache directory (not made here)."""
     return _base(os.environ if env is None else env)[0] / "envsetup"

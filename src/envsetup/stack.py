@@ -699,10 +699,9 @@ def _reference(p: Locked) -> str:
 
 
 def _file_path(url: str) -> str:
-    from urllib.parse import urlsplit
-    from urllib.request import url2pathname
+    from envsetup.paths import file_url_path
 
-    return url2pathname(urlsplit(url).path)
+    return str(file_url_path(url))
 
 
 def _direct_entry(p: Locked) -> str:

@@ -198,10 +198,9 @@ def _wheels(files: list[Any]) -> set[tuple[str, Optional[str]]]:
 
 
 def _is_dir(url: str) -> bool:
-    from urllib.parse import unquote, urlsplit
-    from urllib.request import url2pathname
+    from envsetup.paths import file_url_path
 
-    return Path(url2pathname(unquote(urlsplit(url).path))).is_dir()
+    return file_url_path(url).is_dir()
 
 
 def _timeout(timeout: float) -> tuple[float, float]:

@@ -251,7 +251,8 @@ def _freshness(table: Any) -> dict[str, Optional[str]]:
     """Ask the package index for its torch releases: {index, newer, error} (never raises for an
     index that cannot be read: the plan still stands, offline)."""
     from envsetup.compat import newer_than_table
-    from envsetup.index import Index, IndexUnreachable, default_index_url, mask
+    from envsetup.index import Index, IndexUnreachable, default_index_url
+    from envsetup.secrets import mask_url as mask
 
     url = default_index_url()
     try:

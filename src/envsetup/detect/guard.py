@@ -72,10 +72,9 @@ def names_file(value: str, path: str) -> bool:
         if word == path:
             return True
         if word.startswith("file:"):
-            from urllib.parse import urlsplit
-            from urllib.request import url2pathname
+            from envsetup.paths import file_url_path
 
-            if Path(url2pathname(urlsplit(word).path)) == Path(path):
+            if file_url_path(word) == Path(path):
                 return True
     return False
 

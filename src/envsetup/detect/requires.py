@@ -7,14 +7,9 @@ the way ``pip check`` would, for torch and its companions and what they need in 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
 FAMILY = ("torch", "torchvision", "torchaudio")
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def unmet(
@@ -28,6 +23,7 @@ def unmet(
     first, so a caller can keep those of the packages it asks about)."""
     from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
     from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
     from packaging.version import InvalidVersion, Version
 
     out: dict[str, None] = {}
@@ -49,7 +45,7 @@ def unmet(
                         continue
                 except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
                     continue
-            dep = _norm(req.name)
+            dep = canonicalize_name(req.name)
             via = f" (required by {name})" if name != root else ""
             have = versions.get(dep)
             if have is None:

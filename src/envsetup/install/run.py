@@ -482,11 +482,6 @@ def prepare(plan: Plan, opts: Options) -> tuple[tgt.TargetInfo, registry.Chosen,
     return info, chosen, plan, sources
 
 
-def stack_installed(stack: Stack) -> bool:
-    """Whether the target had every package of the set at its resolved version."""
-    return all(p.installed for p in stack.packages)
-
-
 _IMPORTS = """
 import importlib, json, os, sys
 sys.path[:] = [p for p in sys.path if p and p != os.getcwd()]  # no torch/ of the cwd
