@@ -37,6 +37,15 @@ _DROP = (
 _SET = {"PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONIOENCODING": "utf-8"}
 
 
+def shell_join(argv: Sequence[str]) -> str:
+    """A command line to paste into this system's shell: POSIX quoting, or cmd's on Windows."""
+    if os.name == "nt":
+        return subprocess.list2cmdline(list(argv))
+    import shlex
+
+    return shlex.join(argv)
+
+
 def clean_env(extra: Mapping[str, str] | None = None, drop: Sequence[str] = ()) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DROP and k not in drop}
     env.update(_SET)

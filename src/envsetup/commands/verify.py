@@ -29,7 +29,7 @@ def verify(
         False,
         "--workload",
         help="Also a short real training run on the device: a small transformers model (or a "
-        "CNN) under torch.compile, AdamW, AMP, DataLoader workers and a checkpoint reloaded; "
+        "CNN) under torch.compile, AdamW, AMP on CUDA, DataLoader workers and a checkpoint reloaded; "
         "the loss must fall. Offline: nothing is downloaded.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON report on stdout."),

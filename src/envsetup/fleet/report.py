@@ -5,7 +5,6 @@ profile)."""
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,22 +192,13 @@ def install_hint(group: str, plan_file: Optional[str] = None) -> str:
     """The command that installs a group's plan on one of its nodes: with the file's real path
     once written (fleet report --plans DIR), else with the option that writes it."""
     if plan_file is not None:
-        return f"envsetup install --yes --plan-file {_quote(plan_file)}"
+        from envsetup.proc import shell_join
+
+        return f"envsetup install --yes --plan-file {shell_join([plan_file])}"
     return (
         f"envsetup install --yes --plan-file PLANS/{group}.json "
         "(fleet report --plans PLANS writes each group's plan)"
     )
-
-
-def _quote(path: str) -> str:
-    """A path as a shell on this system reads it back (POSIX sh, or cmd / PowerShell)."""
-    if os.name == "nt":
-        import subprocess
-
-        return subprocess.list2cmdline([path])
-    import shlex
-
-    return shlex.quote(path)
 
 
 def write_plans(report: Report, directory: Path) -> dict[str, Path]:

@@ -173,6 +173,7 @@ def wheelhouse_hint(
     found = _MISSING.search(why)
     if not houses or found is None:
         return why
+    from envsetup import proc
     from envsetup.install.backends._base import requirements
 
     index = next(iter(indexes(sources.torch)), None) or plan.index_url
@@ -185,18 +186,5 @@ def wheelhouse_hint(
     missing = found.group(1) or found.group(2)
     return (
         f"{why}; the wheelhouse {houses[0]} lacks {missing} (a dependency of the plan): fill it "
-        f"with {sources.mask(_command(argv))}"
+        f"with {sources.mask(proc.shell_join(argv))}"
     )
-
-
-def _command(argv: Sequence[str]) -> str:
-    """A command line to paste, quoted for this system's shell."""
-    import os
-
-    if os.name == "nt":
-        import subprocess
-
-        return subprocess.list2cmdline(list(argv))
-    import shlex
-
-    return shlex.join(argv)
