@@ -56,7 +56,7 @@ def _s(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _index_name(variant: str) -> str:
+def index_name(variant: str) -> str:
     return "pytorch-" + re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
 
 
@@ -117,7 +117,7 @@ def uv_project(
     for m in machines:
         u = url(m.plan)
         if u:
-            indexes[_index_name(m.plan.variant)] = u
+            indexes[index_name(m.plan.variant)] = u
     body: list[str] = []
     extras: dict[str, tuple[str, ...]] = {}
     if clash:
@@ -141,7 +141,7 @@ def uv_project(
             if url(plan):
                 for p in plan.pins:
                     sources.setdefault(p.name, []).append(
-                        f'{{ index = "{_index_name(plan.variant)}", extra = "{extra}" }}'
+                        f'{{ index = "{index_name(plan.variant)}", extra = "{extra}" }}'
                     )
         body += ["", "[tool.uv]"]
         body.append("conflicts = [[" + ", ".join(f'{{ extra = "{e}" }}' for e in extras) + "]]")
@@ -158,7 +158,7 @@ def uv_project(
                     versions.setdefault(_pin_version(plan, n, pin.version), []).append(plat)
                     if url(plan):
                         sources.setdefault(n, []).append(
-                            f'{{ index = "{_index_name(plan.variant)}", marker = '
+                            f'{{ index = "{index_name(plan.variant)}", marker = '
                             f"{_s(MARKERS[plat])} }}"
                         )
             for v, plats in versions.items():
@@ -234,7 +234,7 @@ def requirements(plan: Plan, index_url: Optional[str] = None, extra: Sequence[st
         v = _pin_version(plan, p.name, p.version) if index else p.version
         lines.append(f"{p.name}=={v}")
     lines += list(extra)
-    name = _index_name(plan.variant)
+    name = index_name(plan.variant)
     return for_export(
         "\n".join(lines) + "\n",
         lambda u: name if u == index else index_name_for(u),

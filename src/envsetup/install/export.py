@@ -66,11 +66,11 @@ def _without_credentials(text: str, kind: str, plan: Plan, sources: Sources) -> 
     ``_PASSWORD`` for the index of the pins (named ``pytorch-<variant>`` in every export) and
     for any other by its host."""
     from envsetup.secrets import for_export, index_name_for
-    from envsetup.uvproject import _index_name
+    from envsetup.uvproject import index_name
 
     torch = {s.location for s in sources.torch}
 
     def name_of(url: str) -> str:
-        return _index_name(plan.variant) if url in torch else index_name_for(url)
+        return index_name(plan.variant) if url in torch else index_name_for(url)
 
     return for_export(text, name_of, pip=kind != "uv")
